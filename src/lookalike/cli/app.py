@@ -1,0 +1,56 @@
+"""The Typer app and helpers shared by the command modules."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+app = typer.Typer(
+    name="lookalike", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="lookalike: content-based image search. Index a folder, then search it by image or text.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a one-line error and exit non-zero (no traceback)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
+    """A Rich progress bar; yields ``update(done, total)``."""
+    if not enabled:
+        yield lambda done, total: None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err_console, transient=False) as prog:
+        task = prog.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            prog.update(task, completed=done, total=total)
+
+        yield update
+
+
+def open_index(directory: str, pipeline: str | None = None, options: dict[str, Any] | None = None,
+               create: bool = False):
+    from ..api import Index, IndexError_
+
+    try:
+        return Index(directory, pipeline, options, create=create)
+    except IndexError_ as e:
+        fail(str(e))
+    except KeyError as e:
+        fail(str(e).strip("'\""))

@@ -1,0 +1,48 @@
+"""``lookalike index``: add folders and files to an index, incrementally."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from .app import app, console, err_console, fail, open_index, print_json, progress_bar
+
+
+@app.command("index")
+def index_cmd(
+    paths: List[str] = typer.Argument(..., help="Image files or folders to index."),
+    index: str = typer.Option(..., "--index", "-i", help="Index directory (created if missing)."),
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p",
+                                           help="Pipeline for a new index (see `lookalike pipelines`); default: default."),
+    compare: Optional[str] = typer.Option(None, help="Colour pipeline only: pearson, bhattacharyya, chi2 or cosine."),
+    exclude: List[str] = typer.Option([], "--exclude", "-x", help="Glob of files or folders to skip (repeatable)."),
+    batch_size: int = typer.Option(32, help="Images per extraction batch."),
+    prune: bool = typer.Option(True, help="Remove indexed files under PATHS that no longer exist."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-file messages."),
+) -> None:
+    """Index images: new or changed files are described, unchanged ones skipped, vanished ones removed.
+
+    Unreadable files are skipped with a message naming them and the reason, and recorded in the index.
+    An interrupted run leaves an index that opens; running again resumes where it stopped.
+    """
+    options = {"compare": compare} if compare else None
+    idx = open_index(index, pipeline, options, create=True)
+
+    def on_error(path: str, reason: str) -> None:
+        if not quiet:
+            err_console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False, soft_wrap=True)
+
+    try:
+        with progress_bar("indexing", enabled=not quiet and not as_json) as update:
+            rep = idx.add(paths, exclude=exclude, batch_size=batch_size, prune=prune, progress=update,
+                          on_error=on_error)
+    except KeyboardInterrupt:
+        fail("interrupted: what was indexed so far is kept; run the same command again to resume", 130)
+    finally:
+        idx.close()
+    if as_json:
+        print_json(rep.to_dict())
+    else:
+        console.print(f"added {rep.added}, updated {rep.updated}, unchanged {rep.unchanged}, "
+                      f"removed {rep.removed}, skipped {len(rep.failed)} in {rep.seconds:.1f} s")

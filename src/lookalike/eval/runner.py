@@ -1,0 +1,134 @@
+"""``lookalike eval``: score a pipeline on a benchmark dataset (features cached between runs)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import cache_dir
+from ..index.flat import FlatStore
+from ..pipeline import Pipeline, QueryContext, build
+from ..runners import LocalRunner, process_batch
+from .dataset import Dataset, Query
+from .metrics import ranked_relevance, summarise
+
+KEYS = ("mAP", "P@1", "P@10", "R@1", "R@5", "R@10", "queries", "images_per_s", "query_ms_p50")
+
+
+def _cache_file(ds: Dataset, pipe: Pipeline, what: str) -> Path:
+    key = hashlib.sha1(f"{ds.root.resolve()}|{pipe.extraction_key()}|{what}".encode()).hexdigest()[:16]
+    d = cache_dir() / "eval"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{ds.name}-{what}-{key}.npz"
+
+
+def describe_paths(pipe: Pipeline, spec: str, options: dict[str, Any], paths: list[Path],
+                   progress: Callable[[int, int], None] | None = None, batch: int = 32) -> tuple[np.ndarray, float]:
+    """Raw descriptors of ``paths`` (unreadable images get zeros) and the images/s achieved."""
+    fn = lambda b: process_batch(spec, json.dumps(options, sort_keys=True), None, b)  # noqa: E731
+    batches = [[str(p) for p in paths[i:i + batch]] for i in range(0, len(paths), batch)]
+    out = np.zeros((len(paths), pipe.extractor.dim), np.float32)
+    t0, done = time.perf_counter(), 0
+    for results in LocalRunner().map(fn, batches):
+        for r in results:
+            if r.vector is not None:
+                out[done] = r.vector
+            done += 1
+        if progress:
+            progress(done, len(paths))
+    return out, len(paths) / max(time.perf_counter() - t0, 1e-9)
+
+
+def cached_descriptors(ds: Dataset, pipe: Pipeline, spec: str, options: dict[str, Any], paths: list[Path],
+                       what: str, progress=None) -> tuple[np.ndarray, float]:
+    f = _cache_file(ds, pipe, what)
+    if f.exists():
+        z = np.load(f)
+        if len(z["x"]) == len(paths):
+            return z["x"], float(z["rate"])
+    x, rate = describe_paths(pipe, spec, options, paths, progress)
+    np.savez(f, x=x, rate=rate)
+    return x, rate
+
+
+def split_queries(ds: Dataset, split_file: Path) -> Dataset:
+    """Test classes of a split: every test image queries all other test images of the set."""
+    split = json.loads(Path(split_file).read_text())
+    test = set(split.get("test") or split.get("test_classes") or [])
+    if not test:
+        raise ValueError(f"{split_file}: no 'test' class list")
+    sub = ds.restrict_classes(test)
+    by_class: dict[str, list[str]] = {}
+    for d in sub.db_ids:
+        by_class.setdefault(sub.labels[d], []).append(d)
+    sub.queries = [Query(relevant=[o for o in by_class[sub.labels[d]] if o != d], junk=[d], image=p)
+                   for d, p in zip(sub.db_ids, sub.db_paths)]
+    return sub
+
+
+def evaluate(dataset: str | Path, spec: str = "default", options: dict[str, Any] | None = None,
+             split: str | Path | None = None, holdout_last: int | None = None,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run the benchmark; returns the keys in ``KEYS``."""
+    options = dict(options or {})
+    ds = Dataset.load(dataset)
+    if split:
+        ds = split_queries(ds, Path(split))
+    pipe = build(spec, **options)
+    if ds.task == "text":
+        hook = _TEXT_EVAL.get("eval")
+        if hook is None:
+            raise NotImplementedError(f"text queries are not supported by pipeline {spec!r}")
+        return hook(ds, spec, options, holdout_last, progress)
+    if holdout_last:
+        raise NotImplementedError("--holdout-last applies to pipelines that learn from the data (text)")
+    if any(q.image is None for q in ds.queries):
+        raise NotImplementedError(f"text queries are not supported by pipeline {spec!r}")
+    base_spec = spec.split("+")[0]
+    db_raw, rate = cached_descriptors(ds, pipe, base_spec, options, ds.db_paths, "db", progress)
+    pos = {p.resolve(): i for i, p in enumerate(ds.db_paths)}
+    outside = [q.image for q in ds.queries if q.image.resolve() not in pos]
+    q_raw_out = (cached_descriptors(ds, pipe, base_spec, options, outside, "queries")[0]
+                 if outside else np.zeros((0, db_raw.shape[1]), np.float32))
+    out_pos = {p.resolve(): i for i, p in enumerate(outside)}
+    q_raw = np.stack([db_raw[pos[q.image.resolve()]] if q.image.resolve() in pos
+                      else q_raw_out[out_pos[q.image.resolve()]] for q in ds.queries])
+    fit_source = options.get("fit_on")
+    if pipe.needs_fit:
+        pipe.fit(_fit_descriptors(fit_source, pipe, base_spec, options) if fit_source else db_raw)
+    db = pipe.prepare(db_raw)
+    qv = pipe.prepare(q_raw)
+    ids = np.arange(len(db), dtype=np.int64)
+    if pipe.steps:
+        pipe.fit_steps(ids, db)
+        db = pipe.transform_database(ids, db)
+    store = pipe.make_store(db.shape[1])
+    store.add(ids, db)
+    rels, nrel, times = [], [], []
+    for qi, q in enumerate(ds.queries):
+        t = time.perf_counter()
+        scores, got = pipe.search(store, qv[qi:qi + 1], len(db), [QueryContext(path=str(q.image))])
+        times.append((time.perf_counter() - t) * 1000)
+        full = np.full(len(db), -np.inf, np.float64)
+        valid = got[0] >= 0
+        full[got[0][valid]] = scores[0][valid]
+        # unranked ids (if a step returned fewer) go last, in db order
+        rels.append(ranked_relevance(full, ds.db_ids, set(q.relevant), set(q.junk)))
+        nrel.append(len(set(q.relevant) - set(q.junk)))
+    res: dict[str, Any] = summarise(rels, nrel)
+    res.update(queries=len(ds.queries), images_per_s=round(rate, 2), query_ms_p50=round(float(np.median(times)), 3))
+    return {k: (round(v, 4) if isinstance(v, float) and k not in ("images_per_s", "query_ms_p50") else v)
+            for k, v in ((k, res[k]) for k in KEYS)}
+
+
+def _fit_descriptors(dataset: str | Path, pipe: Pipeline, spec: str, options: dict[str, Any]) -> np.ndarray:
+    other = Dataset.load(dataset)
+    return cached_descriptors(other, pipe, spec, {k: v for k, v in options.items() if k != "fit_on"},
+                              other.db_paths, "db")[0]
+
+
+_TEXT_EVAL: dict[str, Callable[..., dict[str, Any]]] = {}

@@ -1,0 +1,220 @@
+"""Deep global descriptors: a CNN backbone's conv map pooled by a named aggregator.
+
+Each image is resized so its long side is ``max_side × scale`` for every scale (and mirrored when
+``flip``); every variant's map is pooled, L2-normalised, summed, and the sum L2-normalised.
+Region queries pool only the feature-map cells under a box; ``foreground="scda"`` or ``"cam"``
+first finds the object's box from the SCDA mask or the top class activation map.
+"""
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .aggregators import AGGREGATORS, PoolContext, l2n
+from .aggregators.cam import class_maps, top_classes
+from .aggregators.scda import scda_mask
+from .backbone import OnnxBackbone
+
+__all__ = ["DeepExtractor", "resize_max_side", "l2n", "load_rgb"]
+
+Box = tuple[float, float, float, float]  # (x, y, w, h) in pixels
+RelBox = tuple[float, float, float, float]  # (x0, y0, x1, y1) as fractions of width / height
+
+
+def resize_max_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """Resize so the longer side is ``max_side`` (aspect ratio kept; no crop)."""
+    h, w = rgb.shape[:2]
+    scale = max_side / max(h, w)
+    if abs(scale - 1.0) < 1e-3:
+        return rgb
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image file to (H, W, 3) uint8 RGB with EXIF rotation (the project's loader if present)."""
+    try:
+        from ..io import load_image
+    except ImportError:  # standalone use before io.py exists
+        from PIL import ImageOps
+
+        with Image.open(path) as im:
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    return load_image(path)
+
+
+def mask_box(mask: np.ndarray) -> RelBox:
+    """Bounding box of a boolean (h, w) mask as fractions (the whole map when empty)."""
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return (0.0, 0.0, 1.0, 1.0)
+    h, w = mask.shape
+    return (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)
+
+
+def crop_map(fmap: np.ndarray, box: RelBox) -> np.ndarray:
+    """The cells of a (C, h, w) map covered by a fractional box (at least one cell)."""
+    _, h, w = fmap.shape
+    x0, y0, x1, y1 = box
+    c0 = min(w - 1, max(0, math.floor(x0 * w + 1e-6)))
+    r0 = min(h - 1, max(0, math.floor(y0 * h + 1e-6)))
+    c1 = max(c0 + 1, min(w, math.ceil(x1 * w - 1e-6)))
+    r1 = max(r0 + 1, min(h, math.ceil(y1 * h - 1e-6)))
+    return fmap[:, r0:r1, c0:c1]
+
+
+class DeepExtractor:
+    """Backbone conv map -> aggregator -> L2; optional multi-scale and flip averaging."""
+
+    metric = "ip"
+
+    def __init__(self, backbone: str = "efficientnet-lite2", aggregator: str = "gem",
+                 max_side: int = 352, scales: Sequence[float] = (1.0,), flip: bool = False,
+                 weights: str | None = None, foreground: str | None = None,
+                 threads: int | None = None, **params: Any) -> None:
+        if foreground not in (None, "scda", "cam"):
+            raise ValueError(f"foreground must be None, 'scda' or 'cam', not {foreground!r}")
+        self.backbone_name, self.aggregator, self.params = backbone, aggregator, params
+        self.max_side, self.scales, self.flip, self.weights = max_side, tuple(scales), flip, weights
+        self.foreground, self.threads = foreground, threads
+        self._pool = AGGREGATORS.get(aggregator)
+        self._net: OnnxBackbone | None = None
+        self.name = aggregator
+        self.dim = self._probe_dim()
+
+    @property
+    def net(self) -> OnnxBackbone:
+        if self._net is None:
+            self._net = OnnxBackbone(self.backbone_name, self.weights, threads=self.threads)
+        return self._net
+
+    def _needs_classifier(self) -> bool:
+        return self.aggregator == "cam" or self.foreground == "cam"
+
+    def _probe_dim(self) -> int:
+        fmap = np.random.default_rng(0).random((1, 1280, 4, 4), dtype=np.float32)
+        ctx = PoolContext(logits=np.zeros((1, 1000), np.float32),
+                          fc_weight=np.ones((1000, 1280), np.float32))
+        return int(self._pool(fmap, ctx, **self.params).shape[1])
+
+    def context(self, logits: np.ndarray) -> PoolContext:
+        """The pooling context for one image's logits (classifier filled in when CAM needs it)."""
+        ctx = PoolContext(logits=np.asarray(logits, np.float32).reshape(1, -1))
+        if self._needs_classifier():
+            ctx.fc_weight, ctx.fc_bias = self.net.classifier()
+        return ctx
+
+    # -- backbone passes ---------------------------------------------------------------------
+    def prepare(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """The resized variants of one image, one per scale (thread-safe; no inference)."""
+        return [resize_max_side(rgb, max(32, round(self.max_side * s))) for s in self.scales]
+
+    def feature_maps(self, prepared: Sequence[list[np.ndarray]]
+                     ) -> Iterator[tuple[int, int, bool, np.ndarray, np.ndarray]]:
+        """(image index, scale index, flipped, fmap (C, h, w), logits (1000,)) for every variant."""
+        for si in range(len(self.scales)):
+            batch = [p[si] for p in prepared]
+            passes = [(False, batch)]
+            if self.flip:
+                passes.append((True, [np.ascontiguousarray(v[:, ::-1]) for v in batch]))
+            for flipped, ims in passes:
+                for i, (fmap, logits) in enumerate(self.net.run(ims)):
+                    yield i, si, flipped, fmap, logits
+
+    def localise_map(self, fmap: np.ndarray, logits: np.ndarray) -> RelBox:
+        """Foreground box (fractions) from one map: SCDA mask, or the top class's CAM above its mean."""
+        if self.foreground == "cam":
+            weight, _ = self.net.classifier()
+            cam = class_maps(fmap[None], weight, top_classes(logits[None], 1))[0, 0]
+            return mask_box(scda_mask(cam[None]))
+        return mask_box(scda_mask(fmap))
+
+    def pool_map(self, fmap: np.ndarray, logits: np.ndarray, box: RelBox | None = None) -> np.ndarray:
+        """One L2-normalised descriptor (dim,) from one map, restricted to ``box`` or the foreground."""
+        if box is None and self.foreground:
+            box = self.localise_map(fmap, logits)
+        if box is not None:
+            fmap = crop_map(fmap, box)
+        return l2n(self._pool(fmap[None], self.context(logits), **self.params))[0]
+
+    def _describe_prepared(self, prepared: Sequence[list[np.ndarray]],
+                           boxes: Sequence[RelBox | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        total = np.zeros((len(prepared), self.dim), np.float64)
+        logits_out = np.zeros((len(prepared), 1000), np.float32)
+        for i, si, flipped, fmap, logits in self.feature_maps(prepared):
+            box = boxes[i] if boxes is not None else None
+            if box is not None and flipped:
+                box = (1.0 - box[2], box[1], 1.0 - box[0], box[3])
+            total[i] += self.pool_map(fmap, logits, box)
+            if si == 0 and not flipped:
+                logits_out[i] = logits
+        return l2n(total.astype(np.float32)), logits_out
+
+    # -- public API --------------------------------------------------------------------------
+    def describe_with_logits(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Descriptors (N, dim) and the ImageNet logits (N, 1000) of the first scale."""
+        return self._describe_prepared([self.prepare(im) for im in images])
+
+    def describe(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self.describe_with_logits(images)[0]
+
+    def describe_box(self, image: np.ndarray, box: Box) -> np.ndarray:
+        """Descriptor (dim,) of the part of ``image`` inside ``box`` = (x, y, w, h) in pixels.
+
+        The whole image goes through the backbone (context is kept); only the feature-map cells
+        under the box are pooled.
+        """
+        h, w = image.shape[:2]
+        x, y, bw, bh = box
+        if bw <= 0 or bh <= 0:
+            raise ValueError(f"empty box {box}")
+        rel = (max(0.0, x / w), max(0.0, y / h), min(1.0, (x + bw) / w), min(1.0, (y + bh) / h))
+        if rel[0] >= rel[2] or rel[1] >= rel[3]:
+            raise ValueError(f"box {box} lies outside the {w}x{h} image")
+        return self._describe_prepared([self.prepare(image)], [rel])[0][0]
+
+    def localise(self, image: np.ndarray, method: str = "scda") -> Box:
+        """The foreground box (x, y, w, h) in pixels, found from the SCDA mask or the top CAM."""
+        if method not in ("scda", "cam"):
+            raise ValueError(f"method must be 'scda' or 'cam', not {method!r}")
+        prev, self.foreground = self.foreground, method
+        try:
+            fmap, logits = self.net.run([self.prepare(image)[0]])[0]
+            x0, y0, x1, y1 = self.localise_map(fmap, logits)
+        finally:
+            self.foreground = prev
+        h, w = image.shape[:2]
+        return (float(x0 * w), float(y0 * h), float((x1 - x0) * w), float((y1 - y0) * h))
+
+    def iter_prepared(self, paths: Sequence[str | Path], batch: int = 16,
+                      workers: int = 2) -> Iterator[list[list[np.ndarray]]]:
+        """Batches of prepared images; the next batch is decoded and resized in threads meanwhile."""
+        load = lambda p: self.prepare(load_rgb(p))  # noqa: E731
+        chunks = [list(paths[s:s + batch]) for s in range(0, len(paths), batch)]
+        if not chunks:
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(load, p) for p in chunks[0]]
+            for k in range(len(chunks)):
+                prepared = [f.result() for f in futures]
+                if k + 1 < len(chunks):
+                    futures = [pool.submit(load, p) for p in chunks[k + 1]]
+                yield prepared
+
+    def describe_paths(self, paths: Sequence[str | Path], batch: int = 16,
+                       workers: int = 2) -> np.ndarray:
+        """Descriptors of image files; decoding and resizing run in threads while the network runs."""
+        out = np.zeros((len(paths), self.dim), np.float32)
+        for k, prepared in enumerate(self.iter_prepared(paths, batch, workers)):
+            out[k * batch:k * batch + len(prepared)] = self._describe_prepared(prepared)[0]
+        return out
+
+    def config(self) -> dict[str, Any]:
+        return {"extractor": "deep", "backbone": self.backbone_name, "aggregator": self.aggregator,
+                "params": self.params, "max_side": self.max_side, "scales": list(self.scales),
+                "flip": self.flip, "weights": self.weights, "foreground": self.foreground}

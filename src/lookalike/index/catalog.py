@@ -1,0 +1,210 @@
+"""The catalog: one SQLite file with every image's path, hash, status, error and raw descriptor.
+
+SQLite is the source of truth (transactions make a killed run safe); the vector store is a
+search structure rebuilt or repaired from it when they disagree. WAL mode lets searches read while
+an indexing run writes.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id      INTEGER PRIMARY KEY,
+    path    TEXT NOT NULL UNIQUE,
+    size    INTEGER,
+    mtime   REAL,
+    hash    TEXT,
+    status  TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    error   TEXT,
+    width   INTEGER,
+    height  INTEGER,
+    vector  BLOB,
+    added   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_hash ON images(hash);
+CREATE INDEX IF NOT EXISTS images_status ON images(status);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass
+class ImageRow:
+    id: int
+    path: str
+    size: int | None
+    mtime: float | None
+    hash: str | None
+    status: str
+    error: str | None
+    width: int | None = None
+    height: int | None = None
+
+
+class Catalog:
+    """Image metadata, errors, settings and raw descriptors in ``catalog.sqlite``."""
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self.readonly = readonly
+        if not readonly:
+            self.db.executescript(SCHEMA)
+
+    # -- connections -------------------------------------------------------------------------
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            uri = f"file:{self.path}?mode=ro" if self.readonly else f"file:{self.path}"
+            conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            if not self.readonly:
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    def tx(self) -> "_Tx":
+        return _Tx(self.db)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- settings ----------------------------------------------------------------------------
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    # -- images ------------------------------------------------------------------------------
+    def by_path(self, path: str) -> ImageRow | None:
+        row = self.db.execute(
+            "SELECT id, path, size, mtime, hash, status, error, width, height FROM images WHERE path=?",
+            (path,)).fetchone()
+        return ImageRow(*row) if row else None
+
+    def get(self, image_id: int) -> ImageRow | None:
+        row = self.db.execute(
+            "SELECT id, path, size, mtime, hash, status, error, width, height FROM images WHERE id=?",
+            (int(image_id),)).fetchone()
+        return ImageRow(*row) if row else None
+
+    def rows(self, ids: Iterable[int]) -> dict[int, ImageRow]:
+        ids = [int(i) for i in ids]
+        out: dict[int, ImageRow] = {}
+        for s in range(0, len(ids), 500):
+            chunk = ids[s:s + 500]
+            q = ",".join("?" * len(chunk))
+            for row in self.db.execute(
+                    f"SELECT id, path, size, mtime, hash, status, error, width, height FROM images WHERE id IN ({q})",
+                    chunk):
+                out[row[0]] = ImageRow(*row)
+        return out
+
+    def vector_by_hash(self, digest: str) -> np.ndarray | None:
+        row = self.db.execute("SELECT vector FROM images WHERE hash=? AND status='ok' AND vector IS NOT NULL LIMIT 1",
+                              (digest,)).fetchone()
+        return np.frombuffer(row[0], np.float32).copy() if row else None
+
+    def put_ok(self, db: sqlite3.Connection, path: str, size: int, mtime: float, digest: str,
+               width: int, height: int, vector: np.ndarray) -> int:
+        """Insert or replace the row of ``path`` (keeping its id) inside transaction ``db``."""
+        blob = np.ascontiguousarray(vector, np.float32).tobytes()
+        row = db.execute("SELECT id FROM images WHERE path=?", (path,)).fetchone()
+        if row:
+            db.execute("UPDATE images SET size=?, mtime=?, hash=?, status='ok', error=NULL, width=?, height=?,"
+                       " vector=?, added=? WHERE id=?", (size, mtime, digest, width, height, blob, time.time(), row[0]))
+            return int(row[0])
+        cur = db.execute("INSERT INTO images(path, size, mtime, hash, status, width, height, vector, added)"
+                         " VALUES (?, ?, ?, ?, 'ok', ?, ?, ?, ?)",
+                         (path, size, mtime, digest, width, height, blob, time.time()))
+        return int(cur.lastrowid)
+
+    def put_error(self, db: sqlite3.Connection, path: str, size: int | None, mtime: float | None,
+                  reason: str) -> int:
+        row = db.execute("SELECT id FROM images WHERE path=?", (path,)).fetchone()
+        if row:
+            db.execute("UPDATE images SET size=?, mtime=?, hash=NULL, status='error', error=?, vector=NULL,"
+                       " added=? WHERE id=?", (size, mtime, reason, time.time(), row[0]))
+            return int(row[0])
+        cur = db.execute("INSERT INTO images(path, size, mtime, status, error, added) VALUES (?, ?, ?, 'error', ?, ?)",
+                         (path, size, mtime, reason, time.time()))
+        return int(cur.lastrowid)
+
+    def delete(self, db: sqlite3.Connection, ids: Iterable[int]) -> None:
+        db.executemany("DELETE FROM images WHERE id=?", [(int(i),) for i in ids])
+
+    def ok_ids(self) -> np.ndarray:
+        return np.array([r[0] for r in self.db.execute("SELECT id FROM images WHERE status='ok'")], np.int64)
+
+    def iter_vectors(self, batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, raw vectors) of every indexed image, in batches."""
+        last = -1
+        while True:
+            rows = self.db.execute("SELECT id, vector FROM images WHERE status='ok' AND id>? ORDER BY id LIMIT ?",
+                                   (last, batch)).fetchall()
+            if not rows:
+                return
+            ids = np.array([r[0] for r in rows], np.int64)
+            yield ids, np.stack([np.frombuffer(r[1], np.float32) for r in rows])
+            last = int(ids[-1])
+
+    def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        ids = [int(i) for i in ids]
+        out: dict[int, np.ndarray] = {}
+        for s in range(0, len(ids), 500):
+            chunk = ids[s:s + 500]
+            q = ",".join("?" * len(chunk))
+            for i, blob in self.db.execute(f"SELECT id, vector FROM images WHERE id IN ({q}) AND status='ok'", chunk):
+                out[i] = np.frombuffer(blob, np.float32).copy()
+        return out
+
+    def paths_under(self, roots: Iterable[str]) -> list[tuple[int, str]]:
+        out = []
+        for root in roots:
+            root = root.rstrip("/")
+            out += self.db.execute("SELECT id, path FROM images WHERE path=? OR path LIKE ? ESCAPE '\\'",
+                                   (root, _like_prefix(root + "/"))).fetchall()
+        return out
+
+    def counts(self) -> dict[str, int]:
+        c = dict(self.db.execute("SELECT status, COUNT(*) FROM images GROUP BY status").fetchall())
+        return {"ok": int(c.get("ok", 0)), "error": int(c.get("error", 0))}
+
+    def errors(self, limit: int = 1000) -> list[tuple[str, str]]:
+        return self.db.execute("SELECT path, error FROM images WHERE status='error' ORDER BY path LIMIT ?",
+                               (limit,)).fetchall()
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class _Tx:
+    """``with catalog.tx() as db:`` — one IMMEDIATE transaction, committed or rolled back."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,110 @@
+"""Choose a vector store from a spec string, and open any saved store.
+
+Specs: ``auto``, ``flat``, ``hnsw``, ``ivfpq``, a FAISS factory string (``OPQ64,IVF4096,PQ64``,
+``HNSW32``, ``Flat``), ``milvus://HOST:PORT/COLLECTION`` or ``milvus:///path/file.db``. Query
+parameters tune the store: ``hnsw?ef_search=128``, ``IVF4096,PQ64?nprobe=64&rescore=20``,
+``milvus:///x.db?collection=photos``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import faiss
+
+from .base import VectorStore
+from .flat import FlatStore
+from .hnsw import HNSWStore
+from .ivfpq import IVFPQStore
+from .rows import MANIFEST
+
+EXACT_UP_TO = 50_000           # below this, brute force is fast enough and exact
+DEFAULT_BUDGET_MB = 4096       # memory the store may use when no budget is given
+HNSW_M = 32
+
+
+def hnsw_bytes(n: int, dim: int, m: int = HNSW_M) -> int:
+    """Approximate RAM of an HNSW-Flat index: vectors, level-0 links (2M) and upper levels."""
+    return int(n * (4 * dim + 4 * 2 * m * 1.07 + 8 + 4 + 9))
+
+
+def ivfpq_factory(dim: int, n: int | None) -> str:
+    """IVF-PQ with ~4 sqrt(n) lists and ~dim/10 sub-quantisers of 8 bits (<= 128 bytes a vector)."""
+    nlist = int(2 ** round(math.log2(max(64, 4 * math.sqrt(n or 250_000)))))
+    m = max(d for d in range(1, 129) if dim % d == 0 and d <= max(1, dim // 10))
+    return f"IVF{nlist},PQ{m}"
+
+
+def choose(n: int | None, dim: int, memory_budget_mb: float | None = None) -> str:
+    """The ``auto`` rule: exact below ``EXACT_UP_TO``, HNSW while it fits the budget, else IVF-PQ."""
+    n = n or 0
+    budget = (memory_budget_mb or DEFAULT_BUDGET_MB) * 2**20
+    if n < EXACT_UP_TO and 4 * dim * n <= budget:
+        return "flat"
+    if hnsw_bytes(n, dim) <= budget:
+        return "hnsw"
+    return "ivfpq"
+
+
+def _params(query: str) -> dict[str, int]:
+    return {k: int(v) for k, v in parse_qsl(query)}
+
+
+def make_store(spec: str, dim: int, metric: str = "ip", n_expected: int | None = None,
+               memory_budget_mb: float | None = None) -> VectorStore:
+    """A new, empty store for ``spec`` (see the module docstring)."""
+    spec = spec.strip()
+    if spec.startswith("milvus:"):
+        return _milvus(spec, dim, metric)
+    body, _, query = spec.partition("?")
+    params = _params(query)
+    name = body.lower()
+    if name == "auto":
+        name = choose(n_expected, dim, memory_budget_mb)
+    if name in ("flat", "idmap,flat", "idmap2,flat"):
+        return FlatStore(dim, metric)
+    if name == "hnsw":
+        return HNSWStore(dim, metric, **params)
+    if name == "ivfpq":
+        return IVFPQStore(dim, metric, ivfpq_factory(dim, n_expected), **params)
+    try:  # a FAISS factory string
+        faiss.index_factory(dim, body, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise ValueError(f"unknown store spec {spec!r}: not auto/flat/hnsw/ivfpq/milvus://..., "
+                         f"nor a FAISS factory string ({e})") from None
+    if body.startswith("HNSW") and "IVF" not in body:
+        return HNSWStore(dim, metric, factory=body, **params)
+    return IVFPQStore(dim, metric, factory=body, **params)
+
+
+def _milvus(spec: str, dim: int, metric: str) -> VectorStore:
+    from .milvus import MilvusStore
+
+    u = urlsplit(spec)
+    opts = dict(parse_qsl(u.query))
+    token = os.environ.get("MILVUS_TOKEN", "")
+    if u.netloc:  # milvus://HOST:PORT/COLLECTION
+        collection = u.path.strip("/") or opts.get("collection", "lookalike")
+        return MilvusStore(dim, metric, uri=f"http://{u.netloc}", collection=collection, token=token)
+    if not u.path:
+        raise ValueError(f"milvus spec {spec!r} names neither a server nor a file")
+    return MilvusStore(dim, metric, uri=u.path, collection=opts.get("collection", "lookalike"),
+                       token=token)
+
+
+def load_store(path: Path) -> VectorStore:
+    """Open a store written by any backend's ``save``."""
+    path = Path(path)
+    if path.is_dir():
+        kind = json.loads((path / MANIFEST).read_text())["kind"]
+        return {"hnsw": HNSWStore, "ivfpq": IVFPQStore}[kind].load(path)
+    with open(path, "rb") as f:
+        head = f.read(1)
+    if head == b"{":
+        from .milvus import MilvusStore
+
+        return MilvusStore.load(path)
+    return FlatStore.load(path)

@@ -1,0 +1,286 @@
+"""Pipelines: an extractor, post-processing, a vector store and re-rank steps, named by a spec.
+
+A spec is ``BASE[+STEP...]``: ``"default"``, ``"color"``, ``"default+aqe"``. Bases are registered
+in ``PIPELINES`` (a factory returning a ``Pipeline``), steps in ``lookalike.rerank.RERANKERS``.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .features.base import Extractor
+from .index.base import VectorStore
+from .index.flat import FlatStore
+from .registry import Registry
+
+
+@dataclass
+class QueryContext:
+    """What a re-rank step may need beyond the query vector (e.g. spatial verification)."""
+
+    image: np.ndarray | None = None  # RGB of the query
+    path: str | None = None
+    index_dir: Path | None = None
+    catalog: Any = None  # lookalike.index.catalog.Catalog when searching an index
+
+
+@dataclass
+class Pipeline:
+    """Turns images into stored vectors and queries into ranked ids."""
+
+    name: str
+    extractor: Extractor
+    post: list[Any] = field(default_factory=list)  # steps with apply(X) [and fit/save/load]
+    steps: list[Any] = field(default_factory=list)  # re-rankers
+    shortlist: int = 100
+    description: str = ""
+    supports_text: bool = False
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def spec(self) -> str:
+        return "+".join([self.name] + [s.name for s in self.steps])
+
+    @property
+    def metric(self) -> str:
+        return getattr(self.extractor, "metric", "ip")
+
+    def describe(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Raw descriptors (what the catalog stores)."""
+        return np.asarray(self.extractor.describe(list(images)), np.float32)
+
+    def prepare(self, raw: np.ndarray) -> np.ndarray:
+        """Raw descriptors -> the vectors that are searched (post-processing applied)."""
+        x = np.asarray(raw, np.float32)
+        prep = getattr(self.extractor, "prepare_vectors", None)
+        if prep is not None:
+            x = prep(x)
+        for p in self.post:
+            x = p.apply(x)
+        return np.ascontiguousarray(x, np.float32)
+
+    @property
+    def needs_fit(self) -> bool:
+        return any(hasattr(p, "fit") and not getattr(p, "fitted", True) for p in self.post)
+
+    def fit(self, raw: np.ndarray) -> None:
+        """Learn post-processing (e.g. whitening) from raw descriptors of the collection."""
+        x = np.asarray(raw, np.float32)
+        prep = getattr(self.extractor, "prepare_vectors", None)
+        if prep is not None:
+            x = prep(x)
+        for p in self.post:
+            if hasattr(p, "fit") and not getattr(p, "fitted", True):
+                p.fit(x)
+            x = p.apply(x)
+
+    def config(self) -> dict[str, Any]:
+        return {"spec": self.spec, "extractor": self.extractor.config(),
+                "post": [getattr(p, "config", lambda: {"name": type(p).__name__})() for p in self.post]}
+
+    def extraction_key(self) -> str:
+        """Identifies what ``describe`` computes (for caches)."""
+        return json.dumps(self.extractor.config(), sort_keys=True)
+
+    # -- state ---------------------------------------------------------------------------------
+    def save_state(self, directory: Path) -> None:
+        for i, p in enumerate(self.post):
+            if hasattr(p, "save") and getattr(p, "fitted", True):
+                p.save(Path(directory) / f"post{i}")
+        for s in self.steps:
+            if hasattr(s, "save"):
+                s.save(Path(directory) / f"rerank-{s.name}")
+        if hasattr(self.extractor, "save"):
+            self.extractor.save(Path(directory) / "extractor")
+
+    def load_state(self, directory: Path) -> None:
+        for i, p in enumerate(self.post):
+            d = Path(directory) / f"post{i}"
+            if hasattr(p, "load") and d.exists():
+                p.load(d)
+        for s in self.steps:
+            d = Path(directory) / f"rerank-{s.name}"
+            if hasattr(s, "load") and d.exists():
+                s.load(d)
+        d = Path(directory) / "extractor"
+        if hasattr(self.extractor, "load") and d.exists():
+            self.extractor.load(d)
+
+    # -- search --------------------------------------------------------------------------------
+    def make_store(self, dim: int) -> VectorStore:
+        return FlatStore(dim, "l2" if self.metric == "l2" else "ip")
+
+    def fit_steps(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Offline parts of the re-rank steps (DBA, diffusion graph) from the database."""
+        for s in self.steps:
+            if hasattr(s, "fit"):
+                s.fit(ids, vectors)
+
+    def transform_database(self, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Database-side steps (DBA) replace stored vectors; others leave them as they are."""
+        for s in self.steps:
+            if hasattr(s, "transform_database"):
+                vectors = s.transform_database(ids, vectors)
+        return vectors
+
+    @property
+    def transforms_database(self) -> bool:
+        return any(hasattr(s, "transform_database") for s in self.steps)
+
+    def search(self, store: VectorStore, queries: np.ndarray, k: int,
+               contexts: Sequence[QueryContext] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) for each query vector, re-ranked by the steps."""
+        queries = np.asarray(queries, np.float32)
+        n = len(store)
+        if self.metric == "chi2":
+            scores, ids = _brute_force(self.extractor, store, queries, max(k, self.shortlist))
+        else:
+            scores, ids = store.search(queries, min(max(k, self.shortlist if self.steps else k), max(n, 1)))
+        if not self.steps:
+            return _pad(scores, ids, k)
+        out_s, out_i = [], []
+        for qi in range(len(queries)):
+            s, i = scores[qi:qi + 1], ids[qi:qi + 1]
+            ctx = contexts[qi] if contexts else None
+            for step in self.steps:
+                s, i = _call_step(step, queries[qi:qi + 1], s, i, store, ctx)
+                s, i = _merge_tail(s[0], i[0], scores[qi], ids[qi])
+                s, i = s[None], i[None]
+            out_s.append(s[0])
+            out_i.append(i[0])
+        width = max(len(x) for x in out_i)
+        S = np.full((len(queries), width), -np.inf, np.float32)
+        I = np.full((len(queries), width), -1, np.int64)
+        for qi, (s, i) in enumerate(zip(out_s, out_i)):
+            S[qi, :len(s)], I[qi, :len(i)] = s, i
+        return _pad(S, I, k)
+
+
+def _call_step(step, q, s, i, store, ctx):
+    params = inspect.signature(step.rerank).parameters
+    if "context" in params and ctx is not None:
+        return step.rerank(q, s, i, store, context=ctx)
+    return step.rerank(q, s, i, store)
+
+
+def _merge_tail(s: np.ndarray, i: np.ndarray, s0: np.ndarray, i0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A step's ranking, then the first-stage ids it did not return, below it, in first-stage order."""
+    keep = i >= 0
+    s, i = np.asarray(s, np.float32)[keep], np.asarray(i, np.int64)[keep]
+    seen = set(i.tolist())
+    rest = np.array([j for j in i0.tolist() if j >= 0 and j not in seen], np.int64)
+    if not len(rest):
+        return s, i
+    floor = (float(s.min()) if len(s) else 0.0) - 1.0
+    tail = floor - np.arange(1, len(rest) + 1, dtype=np.float32) * 1e-6
+    return np.concatenate([s, tail.astype(np.float32)]), np.concatenate([i, rest])
+
+
+def _pad(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    if ids.shape[1] >= k:
+        return scores[:, :k], ids[:, :k]
+    pad = k - ids.shape[1]
+    return (np.hstack([scores, np.full((len(ids), pad), -np.inf, np.float32)]),
+            np.hstack([ids, np.full((len(ids), pad), -1, np.int64)]))
+
+
+def _brute_force(extractor, store: VectorStore, queries: np.ndarray, k: int):
+    ids = store.ids()
+    if not len(ids):
+        return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+    db = store.reconstruct(ids)
+    sims = extractor.chi2_similarity(queries, db)
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sims, order, 1), ids[order]
+
+
+# -- registry --------------------------------------------------------------------------------
+PipelineFactory = Callable[..., Pipeline]
+PIPELINES: Registry[PipelineFactory] = Registry("pipeline")
+
+
+@PIPELINES.register("color")
+def _color(compare: str = "pearson", **_: Any) -> Pipeline:
+    """HSV colour histograms of 5 regions; Pearson (or bhattacharyya, chi2, cosine by --compare)."""
+    from .features.color import ColorExtractor
+
+    return Pipeline("color", ColorExtractor(compare=compare),
+                    description=f"HSV colour histograms of 5 regions, compared by {compare}")
+
+
+DEFAULT_DEEP = dict(backbone="efficientnet-lite2", aggregator="gem", max_side=352)
+
+
+@PIPELINES.register("default")
+def _default(**_: Any) -> Pipeline:
+    """EfficientNet-Lite2 last conv map, GeM pooling, L2; cosine."""
+    from .features.deep import DeepExtractor
+
+    return Pipeline("default", DeepExtractor(**DEFAULT_DEEP),
+                    description="EfficientNet-Lite2 conv map, GeM pooling (p=3), L2; cosine")
+
+
+def _load_plugins() -> None:
+    """Import the modules that register more pipelines and steps."""
+    import importlib
+
+    for mod in _PLUGINS:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:  # a plugin whose optional dependency is missing
+            if not (e.name or "").startswith("lookalike"):
+                continue
+            raise
+
+
+# Modules that register pipelines or steps on import: adding a family is one module plus one line.
+_PLUGINS: list[str] = [
+    "lookalike.pipelines",
+    "lookalike.rerank",
+]
+
+
+def rerankers():
+    """The re-rank step registry (empty if the rerank package has none)."""
+    from . import rerank
+
+    return getattr(rerank, "RERANKERS", Registry("re-ranker"))
+
+
+def parse_spec(spec: str) -> tuple[str, list[str]]:
+    parts = [p.strip() for p in spec.split("+") if p.strip()]
+    if not parts:
+        raise ValueError("empty pipeline spec")
+    return parts[0], parts[1:]
+
+
+def build(spec: str, **options: Any) -> Pipeline:
+    """A pipeline from a spec string such as ``"default+aqe"``; options go to the base factory."""
+    _load_plugins()
+    base, step_names = parse_spec(spec)
+    pipe = PIPELINES.get(base)(**options)
+    steps = rerankers()
+    for s in step_names:
+        step = steps.get(s)()
+        if not getattr(step, "name", None):
+            step.name = s
+        pipe.steps.append(step)
+    return pipe
+
+
+def list_pipelines() -> list[dict[str, Any]]:
+    """Every base pipeline and re-rank step name with a one-line description."""
+    _load_plugins()
+    out = []
+    for name in PIPELINES.names():
+        doc = (PIPELINES.get(name).__doc__ or "").strip().splitlines()
+        out.append({"name": name, "kind": "pipeline", "description": doc[0] if doc else ""})
+    for name in rerankers().names():
+        doc = (rerankers().get(name).__doc__ or "").strip().splitlines()
+        out.append({"name": name, "kind": "rerank step", "description": doc[0] if doc else ""})
+    return out

@@ -1,0 +1,170 @@
+"""Post-processing steps on descriptor matrices, and fusion of two extractors.
+
+Every step has the same shape: ``fit(X)`` (learn from an (N, D) matrix; a no-op when stateless),
+``apply(X) -> (N, D')`` float32, ``save(dir)`` / ``load(dir)`` (learned state as ``.npz`` in the
+index directory), ``config() -> dict`` and ``dim_out(dim_in)``. Steps are registered by name in
+``POSTPROCESS``: ``l2``, ``power`` (signed square root), ``pcaw`` (PCA-whitening).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .features.aggregators import l2n
+from .registry import Registry
+
+POSTPROCESS: Registry[Callable[..., "Step"]] = Registry("post-processing step")
+
+
+class Step:
+    """A stateless step; subclasses with learned state override fit/save/load."""
+
+    name = "step"
+    fitted = True
+
+    def fit(self, x: np.ndarray) -> "Step":
+        return self
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def save(self, directory: Path) -> None:
+        """Nothing to save."""
+
+    def load(self, directory: Path) -> "Step":
+        return self
+
+    def dim_out(self, dim_in: int) -> int:
+        return dim_in
+
+    def config(self) -> dict[str, Any]:
+        return {"step": self.name}
+
+
+@POSTPROCESS.register("l2")
+class L2(Step):
+    """Rows scaled to unit L2 norm."""
+
+    name = "l2"
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return l2n(np.asarray(x, np.float32))
+
+
+@POSTPROCESS.register("power")
+class Power(Step):
+    """Signed power normalisation sign(x)·|x|^alpha (alpha=0.5: signed square root), then L2."""
+
+    name = "power"
+
+    def __init__(self, alpha: float = 0.5) -> None:
+        self.alpha = alpha
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        return l2n(np.sign(x) * np.power(np.abs(x), self.alpha))
+
+    def config(self) -> dict[str, Any]:
+        return {"step": self.name, "alpha": self.alpha}
+
+
+@POSTPROCESS.register("pcaw")
+class PCAWhitening(Step):
+    """PCA-whitening learned on a matrix: centre, project on the top ``dim`` principal axes,
+    divide by sqrt(eigenvalue + eps·largest eigenvalue), L2-normalise. ``dim=None`` keeps every
+    axis the sample supports (at most N-1)."""
+
+    name = "pcaw"
+    FILE = "pcaw.npz"
+
+    def __init__(self, dim: int | None = None, eps: float = 1e-5) -> None:
+        self.dim, self.eps = dim, eps
+        self.mean: np.ndarray | None = None
+        self.proj: np.ndarray | None = None
+
+    @property
+    def fitted(self) -> bool:  # type: ignore[override]
+        return self.proj is not None
+
+    def fit(self, x: np.ndarray) -> "PCAWhitening":
+        x = np.asarray(x, np.float64)
+        if x.ndim != 2 or len(x) < 2:
+            raise ValueError("PCA-whitening needs an (N >= 2, D) matrix")
+        self.mean = x.mean(axis=0)
+        xc = x - self.mean
+        vals, vecs = np.linalg.eigh(xc.T @ xc / len(x))
+        order = np.argsort(vals)[::-1]
+        keep = min(self.dim or x.shape[1], x.shape[1], len(x) - 1)
+        vals, vecs = np.maximum(vals[order][:keep], 0.0), vecs[:, order][:, :keep]
+        self.proj = (vecs / np.sqrt(vals + self.eps * vals[0])).astype(np.float32)
+        self.mean = self.mean.astype(np.float32)
+        return self
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        if self.proj is None or self.mean is None:
+            raise RuntimeError("pcaw is not fitted: call fit() or load() first")
+        return l2n((np.asarray(x, np.float32) - self.mean) @ self.proj)
+
+    def dim_out(self, dim_in: int) -> int:
+        return int(self.proj.shape[1]) if self.proj is not None else min(self.dim or dim_in, dim_in)
+
+    def save(self, directory: Path) -> None:
+        if self.proj is None:
+            raise RuntimeError("pcaw is not fitted")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / (self.FILE + ".tmp.npz")
+        np.savez(tmp, mean=self.mean, proj=self.proj, eps=self.eps)
+        tmp.replace(directory / self.FILE)
+
+    def load(self, directory: Path) -> "PCAWhitening":
+        with np.load(Path(directory) / self.FILE) as z:
+            self.mean, self.proj, self.eps = z["mean"], z["proj"], float(z["eps"])
+        self.dim = int(self.proj.shape[1])
+        return self
+
+    def config(self) -> dict[str, Any]:
+        return {"step": self.name, "dim": self.dim, "eps": self.eps}
+
+
+def make_step(config: dict[str, Any] | str) -> Step:
+    """A step from its name or its ``config()`` dict."""
+    if isinstance(config, str):
+        return POSTPROCESS.get(config)()
+    params = {k: v for k, v in config.items() if k != "step"}
+    return POSTPROCESS.get(config["step"])(**params)
+
+
+def apply_steps(steps: Sequence[Step], x: np.ndarray) -> np.ndarray:
+    for s in steps:
+        x = s.apply(x)
+    return x
+
+
+class Fusion:
+    """Concatenation of two extractors' L2-normalised descriptors, weighted; the result has unit norm,
+    so its inner product is w1²·sim1 + w2²·sim2 (over w1² + w2²)."""
+
+    metric = "ip"
+
+    def __init__(self, first: Any, second: Any, weights: tuple[float, float] = (1.0, 1.0)) -> None:
+        if getattr(first, "metric", "ip") != "ip" or getattr(second, "metric", "ip") != "ip":
+            raise ValueError("Fusion needs two inner-product extractors")
+        self.first, self.second, self.weights = first, second, (float(weights[0]), float(weights[1]))
+        self.name = f"fusion-{first.name}-{second.name}"
+        self.dim = int(first.dim) + int(second.dim)
+
+    def combine(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Fuse two descriptor matrices already computed by the two extractors."""
+        w1, w2 = self.weights
+        norm = float(np.sqrt(w1 * w1 + w2 * w2)) or 1.0
+        return np.hstack([l2n(a) * (w1 / norm), l2n(b) * (w2 / norm)]).astype(np.float32)
+
+    def describe(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self.combine(self.first.describe(images), self.second.describe(images))
+
+    def config(self) -> dict[str, Any]:
+        return {"extractor": "fusion", "weights": list(self.weights),
+                "first": self.first.config(), "second": self.second.config()}

@@ -1,0 +1,134 @@
+"""Diffusion on the database kNN graph (Iscen et al., CVPR 2017), truncated to the shortlist.
+
+Offline (``fit``): the exact kNN graph (``k`` neighbours), affinities ``max(sim, 0) ** gamma``
+kept only between mutual neighbours (``W = min(A, A^T)``, zero diagonal), stored sparse.
+
+Per query: the top ``depth`` results ``P`` give the subgraph ``W_P``, normalised symmetrically
+``S = D^-1/2 W_P D^-1/2``; ``y`` holds ``sim ** gamma`` of the query's top ``kq`` results; the
+ranking is ``f`` solving ``(I - alpha S) f = y`` by conjugate gradient (``iters`` steps). The
+final score blends ``f`` (scaled to max 1) with the original similarity:
+``(1 - beta) f + beta sim``; ``beta=0`` is pure diffusion. Results below ``depth`` keep their
+order, after the re-ranked head. ``update`` refreshes the graph incrementally and rebuilds ``W``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from ..index.base import VectorStore
+from .base import RERANKERS, Reranker, merge_head
+from .knn import KnnGraph
+
+
+@RERANKERS.register("diffusion")
+class Diffusion(Reranker):
+    name = "diffusion"
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"k": 50, "gamma": 3.0, "alpha": 0.99, "kq": 10, "depth": 1000, "iters": 20,
+                "beta": 0.0}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.graph = KnnGraph(int(self.params["k"]))
+        self.W = sparse.csr_matrix((0, 0), dtype=np.float32)
+
+    def fit(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.graph.fit(ids, vectors)
+        self._build()
+
+    def update(self, added_ids: np.ndarray, added_vectors: np.ndarray,
+               removed_ids: np.ndarray) -> np.ndarray:
+        self.graph.update(added_ids, added_vectors, removed_ids)
+        self._build()
+        return np.empty(0, np.int64)
+
+    def _build(self) -> None:
+        g, n = self.graph, len(self.graph)
+        if n == 0:
+            self.W = sparse.csr_matrix((0, 0), dtype=np.float32)
+            return
+        a = np.maximum(g.sim, 0.0) ** float(self.params["gamma"])
+        rows = np.repeat(np.arange(n), g.width)
+        A = sparse.csr_matrix((a.reshape(-1), (rows, g.nbr.reshape(-1))), shape=(n, n))
+        A.setdiag(0.0)
+        A.eliminate_zeros()
+        self.W = A.minimum(A.T).tocsr().astype(np.float32)
+
+    def subgraph(self, pos: np.ndarray) -> np.ndarray:
+        """Dense affinities among the rows ``pos`` (small: the shortlist)."""
+        rows = self.W[pos]
+        col = np.full(self.W.shape[1], -1, np.int64)
+        col[pos] = np.arange(len(pos))
+        r = np.repeat(np.arange(len(pos)), np.diff(rows.indptr))
+        c = col[rows.indices]
+        keep = c >= 0
+        out = np.zeros((len(pos), len(pos)), np.float64)
+        out[r[keep], c[keep]] = rows.data[keep]
+        return out
+
+    def scores_for(self, query: np.ndarray, pos: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        """Diffusion scores of the shortlist positions ``pos`` (best first by ``sims``)."""
+        alpha, gamma = float(self.params["alpha"]), float(self.params["gamma"])
+        Wp = self.subgraph(pos)
+        d = Wp.sum(axis=1)
+        dinv = np.where(d > 0, 1.0 / np.sqrt(np.maximum(d, 1e-12)), 0.0)
+        A = -alpha * (dinv[:, None] * Wp * dinv[None, :])
+        A[np.diag_indices_from(A)] += 1.0
+        y = np.zeros(len(pos))
+        kq = int(self.params["kq"])
+        y[:kq] = np.maximum(sims[:kq], 0.0) ** gamma
+        return conjugate_gradient(A, y, int(self.params["iters"]))
+
+    def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray,
+               store: VectorStore) -> tuple[np.ndarray, np.ndarray]:
+        g, depth, beta = self.graph, int(self.params["depth"]), float(self.params["beta"])
+        query = np.asarray(query, np.float32).reshape(len(ids), -1)
+        if len(g) == 0:
+            return scores, ids
+        width = ids.shape[1]
+        if width < depth and width < len(g):
+            scores, ids = store.search(query, min(depth, len(g)))  # widen a short list
+        out_s, out_i = np.empty_like(scores), np.empty_like(ids)
+        for r in range(len(ids)):
+            head = ids[r, :depth]
+            pos = g.positions(head[head >= 0])
+            head = head[head >= 0][pos >= 0]
+            pos = pos[pos >= 0]
+            sims = g.vectors[pos] @ query[r]
+            order = np.argsort(-sims, kind="stable")
+            head, pos, sims = head[order], pos[order], sims[order]
+            f = self.scores_for(query[r], pos, sims)
+            f = f / max(float(np.abs(f).max()), 1e-12)
+            new = (1.0 - beta) * f + beta * sims + 1e-6 * sims  # ties fall back on similarity
+            out_s[r], out_i[r] = merge_head(new, head, scores[r], ids[r])
+        return out_s[:, :width], out_i[:, :width]
+
+    def state(self) -> dict[str, np.ndarray]:
+        return self.graph.state()
+
+    def set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.graph.set_state(arrays)
+        self._build()
+
+
+def conjugate_gradient(A: np.ndarray, b: np.ndarray, iters: int, tol: float = 1e-6) -> np.ndarray:
+    """Solve ``A x = b`` for symmetric positive definite ``A`` (at most ``iters`` steps, x0 = b)."""
+    x = b.copy()
+    r = b - A @ x
+    p = r.copy()
+    rr = float(r @ r)
+    stop = (tol * float(np.linalg.norm(b))) ** 2
+    for _ in range(iters):
+        if rr <= stop:
+            break
+        Ap = A @ p
+        step = rr / float(p @ Ap)
+        x += step * p
+        r -= step * Ap
+        rr, rr_old = float(r @ r), rr
+        p = r + (rr / rr_old) * p
+    return x
