@@ -11,12 +11,20 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
 
 from lookalike.config import cache_dir
+from lookalike.eval.dataset import Dataset
+from lookalike.eval.metrics import ranked_relevance, summarise
+from lookalike.features.local.bow import BowIndex, BowParams
 from lookalike.features.local.keypoints import LocalFeatures, make_detector
+from lookalike.features.local.vocab import Vocabulary
+
+
+VOCAB_IMAGES = 400
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -57,18 +65,126 @@ def cached_features(tag: str, paths: list[Path], kind: str, max_kpts: int, min_s
     return feats
 
 
+def score_queries(ds: Dataset, fn: Callable[[int], np.ndarray]) -> dict[str, float]:
+    """mAP etc. of ``fn(query_index) -> scores over the whole db`` (pessimistic ties)."""
+    rels, nrel = [], []
+    for qi, q in enumerate(ds.queries):
+        rels.append(ranked_relevance(fn(qi), ds.db_ids, set(q.relevant), set(q.junk)))
+        nrel.append(len(set(q.relevant) - set(q.junk)))
+    return {k: round(v, 4) for k, v in summarise(rels, nrel).items()}
+
+
+def query_positions(ds: Dataset) -> list[int]:
+    pos = {p.resolve(): i for i, p in enumerate(ds.db_paths)}
+    return [pos[q.image.resolve()] for q in ds.queries]  # holidays queries are db images
+
+
+def bench_bow(ds: Dataset, db: list[LocalFeatures], train: list[LocalFeatures], words: int,
+              params: BowParams, he_bits: int, tag: str, nq: int | None = None) -> dict[str, Any]:
+    f = cache_dir() / "local" / f"vocab_{tag}_{words}_{he_bits}.npz"
+    t0 = time.perf_counter()
+    if f.exists():
+        voc = Vocabulary.load(f.parent, f.name)
+    else:
+        voc = Vocabulary.fit(np.concatenate([x.float_desc() for x in train]), words, niter=10,
+                             he_bits=he_bits, max_train=300_000)
+        voc.save(f.parent, f.name)
+    t_voc = time.perf_counter() - t0
+    idx = BowIndex(voc, params)
+    t0 = time.perf_counter()
+    idx.add(range(len(db)), db)
+    idx.scores(db[0])  # builds the inverted file
+    t_add = time.perf_counter() - t0
+    qpos = query_positions(ds)
+    sub = ds if nq is None else Dataset(ds.root, ds.name, ds.task, ds.db_ids, ds.db_paths, ds.queries[:nq], ds.labels)
+    times: list[float] = []
+
+    def fn(qi: int) -> np.ndarray:
+        t = time.perf_counter()
+        ids, s = idx.scores(db[qpos[qi]])
+        times.append(time.perf_counter() - t)
+        out = np.empty(len(db), np.float32)
+        out[ids] = s
+        return out
+
+    res = score_queries(sub, fn)
+    return {**res, "vocab_s": round(t_voc, 1), "index_s": round(t_add, 1),
+            "query_ms": round(1000 * float(np.median(times)), 1)}
+
+
+def bench_sv(ds: Dataset, db: list[LocalFeatures], gem: np.ndarray, **sv_params: Any) -> dict[str, Any]:
+    """``default`` (GeM cosine) and ``default+sv`` through Pipeline.search with the sv step."""
+    from types import SimpleNamespace
+
+    from lookalike.features.local.sv import SpatialVerification
+    from lookalike.index.flat import FlatStore
+    from lookalike.pipeline import build
+
+    pipe = build("default")
+    step = SpatialVerification(**sv_params)
+    step.features = dict(enumerate(db))
+    pipe.steps.append(step)
+    store = FlatStore(gem.shape[1])
+    store.add(np.arange(len(gem)), gem)
+    qpos = query_positions(ds)
+    times: list[float] = []
+
+    def full(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        out = np.full(len(gem), -np.inf, np.float64)
+        ok = ids >= 0
+        out[ids[ok]] = scores[ok]
+        return out
+
+    base = score_queries(ds, lambda qi: full(*[a[0] for a in store.search(gem[qpos[qi]][None], len(gem))]))
+
+    def fn(qi: int) -> np.ndarray:
+        ctx = SimpleNamespace(local_features=db[qpos[qi]], index_dir=None, catalog=None)
+        t = time.perf_counter()
+        s, i = pipe.search(store, gem[qpos[qi]][None], len(gem), [ctx])
+        times.append(time.perf_counter() - t)
+        return full(s[0], i[0])
+
+    res = score_queries(ds, fn)
+    return {"default": base, "default+sv": res, "sv_query_ms_p50": round(1000 * float(np.median(times)), 1),
+            "sv_query_ms_mean": round(1000 * float(np.mean(times)), 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/datasets"))
     ap.add_argument("--extract-only", action="store_true")
+    ap.add_argument("--only", default="bow,sv,vlad,orb", help="comma list of: bow, sv, vlad, orb")
+    ap.add_argument("--words", type=int, default=20000)
     args = ap.parse_args()
-    gt, hol = dataset(args.data, "holidays300")
+    ds = Dataset.load(args.data / "holidays300")
+    hol = ds.db_paths
     _, fl = dataset(args.data, "flickr8k_1k")
+    fl = fl[:VOCAB_IMAGES]  # vocabulary training images (never holidays)
     for kind, mk, ms in (("sift", 2000, 650), ("orb", 2000, 650)):
         cached_features("holidays300", hol, kind, mk, ms)
-        cached_features("flickr8k_1k", fl, kind, mk, ms)
+        cached_features(f"flickr8k_1k-{VOCAB_IMAGES}", fl, kind, mk, ms)
     if args.extract_only:
         return
+    only = set(args.only.split(","))
+    db = cached_features("holidays300", hol, "sift", 2000, 650)
+    train = cached_features(f"flickr8k_1k-{VOCAB_IMAGES}", fl, "sift", 2000, 650)
+    rows: list[tuple[str, Any]] = []
+    if "bow" in only:
+        for name, params, bits in (
+            ("sift-bow tf-idf (no HE, MA 1, no burst)", BowParams(ma=1, he_threshold=64, he_sigma=0, burst=False), 0),
+            ("sift-bow + burst", BowParams(ma=1, he_threshold=64, he_sigma=0, burst=True), 0),
+            ("sift-bow + burst + MA3", BowParams(ma=3, he_threshold=64, he_sigma=0, burst=True), 0),
+            ("sift-bow + burst + MA3 + HE64 (default)", BowParams(), 64),
+        ):
+            r = bench_bow(ds, db, train, args.words, params, bits, f"flickr{VOCAB_IMAGES}-sift")
+            rows.append((f"{name}, {args.words} words", r))
+            print(rows[-1], flush=True)
+    if "sv" in only:
+        z = np.load(cache_dir() / "shared_feats" / "holidays300_gem_lite2_352.npz")
+        assert list(z["ids"]) == ds.db_ids
+        r = bench_sv(ds, [f.subset(1000) for f in db], z["vectors"].astype(np.float32))
+        rows.append(("default vs default+sv", r))
+        print(rows[-1], flush=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import numpy as np
 from . import __version__
 from .index.base import VectorStore
 from .index.catalog import Catalog
+from .index.factory import load_store, make_store
 from .io import ImageError, is_image_name, load_image
 from .pipeline import Pipeline, QueryContext, build
 from .runners import LocalRunner, Result, process_batch
@@ -99,7 +100,8 @@ class Index:
     """An image index in a directory: catalog (SQLite) + vector store (FAISS) + pipeline state."""
 
     def __init__(self, directory: str | os.PathLike, pipeline: str | None = None,
-                 options: dict[str, Any] | None = None, create: bool = True, readonly: bool = False) -> None:
+                 options: dict[str, Any] | None = None, create: bool = True, readonly: bool = False,
+                 store: str | None = None) -> None:
         self.dir = Path(directory)
         if not (self.dir / "catalog.sqlite").exists():
             if not create or readonly:
@@ -124,6 +126,7 @@ class Index:
         if self.state_dir.exists():
             self.pipeline.load_state(self.state_dir)
         self._check_config(readonly)
+        self.store_spec = self._store_spec(store, readonly)
         self.store: VectorStore = self._open_store()
 
     # -- consistency ---------------------------------------------------------------------------
@@ -137,6 +140,19 @@ class Index:
             raise IndexError_(f"{self.dir}: the index was built with extractor settings {stored}, "
                               f"but this version describes images with {cfg}: rebuild the index")
 
+    def _store_spec(self, spec: str | None, readonly: bool) -> str:
+        """The vector-store spec (``lookalike.index.factory.make_store``), kept in the catalog."""
+        stored = self.catalog.get_setting("store")
+        if spec is not None and (stored is None or spec != stored) and not readonly:
+            self.catalog.set_setting("store", spec)
+            if stored is not None and (self.dir / STORE_FILE).exists():  # rebuilt on open
+                import shutil
+
+                p = self.dir / STORE_FILE
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+            return spec
+        return stored or spec or "auto"
+
     def _vectors_for_store(self, ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
         return self.pipeline.prepare(raw)
 
@@ -146,7 +162,7 @@ class Index:
         store = None
         if path.exists():
             try:
-                store = type(self._new_store(1)).load(path)
+                store = load_store(path)
             except Exception:  # noqa: BLE001 - a damaged cache is rebuilt from the catalog
                 store = None
         if self.pipeline.transforms_database:
@@ -166,8 +182,11 @@ class Index:
                 store.add(ids, self._vectors_for_store(ids, np.stack(list(vecs.values()))))
         return store
 
-    def _new_store(self, dim: int) -> VectorStore:
-        return self.pipeline.make_store(dim)
+    def _new_store(self, dim: int, n_expected: int | None = None) -> VectorStore:
+        if self.store_spec == "flat":
+            return self.pipeline.make_store(dim)
+        metric = "l2" if self.pipeline.metric == "l2" else "ip"
+        return make_store(self.store_spec, dim, metric, n_expected=n_expected)
 
     def _rebuild_store(self) -> VectorStore:
         ids_all, raws = [], []
@@ -182,7 +201,7 @@ class Index:
         if self.pipeline.steps:
             self.pipeline.fit_steps(ids, vecs)
             vecs = self.pipeline.transform_database(ids, vecs)
-        store = self._new_store(vecs.shape[1])
+        store = self._new_store(vecs.shape[1], n_expected=len(ids))
         store.add(ids, vecs)
         return store
 
@@ -254,6 +273,8 @@ class Index:
             return
         if self.pipeline.needs_fit:
             self._fit_pipeline(todo)
+        if len(self.store) == 0 and self.store_spec == "auto":  # size known now: choose again
+            self.store = self._new_store(self.store.dim, n_expected=len(todo))
         runner = runner or LocalRunner()
         fn = partial(process_batch, self.spec, json.dumps(self.options, sort_keys=True),
                      str(self.state_dir) if self.state_dir.exists() else None)

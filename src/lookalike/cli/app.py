@@ -14,7 +14,8 @@ app = typer.Typer(
     name="lookalike", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="lookalike: content-based image search. Index a folder, then search it by image or text.",
 )
-console = Console()
+# When piped, do not squeeze paths into 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 

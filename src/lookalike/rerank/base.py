@@ -2,13 +2,13 @@
 
 A re-ranker is a step after the vector search. Its life cycle inside a pipeline:
 
-1. ``fit(ids, vectors)`` once over the database (the vectors as the previous steps left them).
-2. ``transform_database(ids, vectors)``: the vectors the pipeline must index instead of the
-   originals (identity except for DBA). The pipeline indexes these, and the next step's ``fit``
-   receives them.
+1. ``fit(ids, vectors)`` once over the database.
+2. Only database-side steps (DBA) define ``transform_database(ids, vectors)``: the vectors the
+   pipeline indexes instead of the originals (``Pipeline.transforms_database`` looks for it).
 3. ``update(added_ids, added_vectors, removed_ids)`` when images come and go; it returns the ids
    whose *database* vectors changed (DBA: the neighbours of what came and went), which the
-   pipeline re-indexes with ``transform_database``.
+   pipeline re-indexes with ``transform_database``. Steps with a kNN graph also notice a store
+   whose size differs from their graph at query time and catch up by themselves (``sync``).
 4. ``rerank(query, scores, ids, store)`` per query batch: similarity scores, higher is better.
 5. ``save(dir)`` / ``load(dir)`` persist the offline part as ``<dir>/rerank_<name>.npz``.
 """
@@ -21,6 +21,7 @@ import numpy as np
 
 from ..index.base import VectorStore, as_ids
 from ..registry import Registry
+from .knn import KnnGraph
 
 
 class Reranker:
@@ -46,10 +47,6 @@ class Reranker:
         """Keep the offline part current; return ids whose database vectors changed."""
         return np.empty(0, np.int64)
 
-    def transform_database(self, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """The vectors to index for these database ids (identity by default)."""
-        return vectors
-
     def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray,
                store: VectorStore) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -67,6 +64,7 @@ class Reranker:
     def save(self, directory: Path) -> None:
         arrays = self.state()
         if arrays:
+            Path(directory).mkdir(parents=True, exist_ok=True)
             p = self.path(directory)
             tmp = p.with_name(p.stem + ".tmp.npz")
             np.savez(tmp, **arrays)
@@ -77,6 +75,18 @@ class Reranker:
         if p.exists():
             with np.load(p) as z:
                 self.set_state({k: z[k] for k in z.files})
+
+
+def sync(step: Reranker, graph: KnnGraph, store: VectorStore) -> None:
+    """Bring ``step``'s graph in line with ``store`` when their sizes differ (images were added
+    or removed without ``update``; the first query after indexing fits it from scratch)."""
+    if len(graph) == len(store):
+        return
+    have, want = graph.ids, store.ids()
+    added = np.setdiff1d(want, have)
+    removed = np.setdiff1d(have, want)
+    step.update(added, store.reconstruct(added) if len(added) else
+                np.empty((0, store.dim), np.float32), removed)
 
 
 RERANKERS: Registry[type[Reranker]] = Registry("re-ranker")

@@ -12,13 +12,13 @@ order, after the re-ranked head. ``update`` refreshes the graph incrementally an
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy import sparse
 
 from ..index.base import VectorStore
-from .base import RERANKERS, Reranker, merge_head
+from .base import RERANKERS, Reranker, merge_head, sync
 from .knn import KnnGraph
 
 
@@ -58,33 +58,34 @@ class Diffusion(Reranker):
         A.eliminate_zeros()
         self.W = A.minimum(A.T).tocsr().astype(np.float32)
 
-    def subgraph(self, pos: np.ndarray) -> np.ndarray:
-        """Dense affinities among the rows ``pos`` (small: the shortlist)."""
+    def subgraph(self, pos: np.ndarray) -> sparse.csr_matrix:
+        """Affinities among the rows ``pos`` (the shortlist), renumbered 0..len(pos)-1."""
         rows = self.W[pos]
         col = np.full(self.W.shape[1], -1, np.int64)
         col[pos] = np.arange(len(pos))
         r = np.repeat(np.arange(len(pos)), np.diff(rows.indptr))
         c = col[rows.indices]
         keep = c >= 0
-        out = np.zeros((len(pos), len(pos)), np.float64)
-        out[r[keep], c[keep]] = rows.data[keep]
-        return out
+        return sparse.csr_matrix((rows.data[keep].astype(np.float64), (r[keep], c[keep])),
+                                 shape=(len(pos), len(pos)))
 
     def scores_for(self, query: np.ndarray, pos: np.ndarray, sims: np.ndarray) -> np.ndarray:
         """Diffusion scores of the shortlist positions ``pos`` (best first by ``sims``)."""
         alpha, gamma = float(self.params["alpha"]), float(self.params["gamma"])
         Wp = self.subgraph(pos)
-        d = Wp.sum(axis=1)
+        d = np.asarray(Wp.sum(axis=1)).ravel()
         dinv = np.where(d > 0, 1.0 / np.sqrt(np.maximum(d, 1e-12)), 0.0)
-        A = -alpha * (dinv[:, None] * Wp * dinv[None, :])
-        A[np.diag_indices_from(A)] += 1.0
+        coo = Wp.tocoo()
+        S = sparse.csr_matrix((alpha * coo.data * dinv[coo.row] * dinv[coo.col],
+                               (coo.row, coo.col)), shape=Wp.shape)
         y = np.zeros(len(pos))
         kq = int(self.params["kq"])
         y[:kq] = np.maximum(sims[:kq], 0.0) ** gamma
-        return conjugate_gradient(A, y, int(self.params["iters"]))
+        return conjugate_gradient(lambda x: x - S @ x, y, int(self.params["iters"]))
 
     def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray,
                store: VectorStore) -> tuple[np.ndarray, np.ndarray]:
+        sync(self, self.graph, store)
         g, depth, beta = self.graph, int(self.params["depth"]), float(self.params["beta"])
         query = np.asarray(query, np.float32).reshape(len(ids), -1)
         if len(g) == 0:
@@ -98,7 +99,7 @@ class Diffusion(Reranker):
             pos = g.positions(head[head >= 0])
             head = head[head >= 0][pos >= 0]
             pos = pos[pos >= 0]
-            sims = g.vectors[pos] @ query[r]
+            sims = np.einsum("ij,j->i", g.vectors[pos], query[r])  # no BLAS threads
             order = np.argsort(-sims, kind="stable")
             head, pos, sims = head[order], pos[order], sims[order]
             f = self.scores_for(query[r], pos, sims)
@@ -115,17 +116,18 @@ class Diffusion(Reranker):
         self._build()
 
 
-def conjugate_gradient(A: np.ndarray, b: np.ndarray, iters: int, tol: float = 1e-6) -> np.ndarray:
-    """Solve ``A x = b`` for symmetric positive definite ``A`` (at most ``iters`` steps, x0 = b)."""
+def conjugate_gradient(matvec: Callable[[np.ndarray], np.ndarray], b: np.ndarray, iters: int,
+                       tol: float = 1e-6) -> np.ndarray:
+    """Solve ``A x = b`` for symmetric positive definite ``A`` given as ``matvec`` (x0 = b)."""
     x = b.copy()
-    r = b - A @ x
+    r = b - matvec(x)
     p = r.copy()
     rr = float(r @ r)
     stop = (tol * float(np.linalg.norm(b))) ** 2
     for _ in range(iters):
         if rr <= stop:
             break
-        Ap = A @ p
+        Ap = matvec(p)
         step = rr / float(p @ Ap)
         x += step * p
         r -= step * Ap

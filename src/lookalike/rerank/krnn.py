@@ -24,7 +24,7 @@ import numpy as np
 from scipy import sparse
 
 from ..index.base import VectorStore
-from .base import RERANKERS, Reranker, merge_head
+from .base import RERANKERS, Reranker, merge_head, sync
 from .knn import KnnGraph
 
 
@@ -128,7 +128,7 @@ class KReciprocal(Reranker):
         vq = np.zeros(len(g), np.float32)
         if members:
             j = np.fromiter(members, np.int64)
-            w = np.exp(-(1.0 - g.vectors[j] @ q))
+            w = np.exp(-(1.0 - np.einsum("ij,j->i", g.vectors[j], q)))
             vq[j] = w / (w.sum() + 1e-12)
         if k2 > 1:  # local query expansion: q and its k2-1 nearest
             near = pos[: k2 - 1]
@@ -137,6 +137,7 @@ class KReciprocal(Reranker):
 
     def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray,
                store: VectorStore) -> tuple[np.ndarray, np.ndarray]:
+        sync(self, self.graph, store)
         g, depth, lam = self.graph, int(self.params["depth"]), float(self.params["lam"])
         query = np.asarray(query, np.float32).reshape(len(ids), -1)
         if len(g) == 0:
@@ -151,7 +152,7 @@ class KReciprocal(Reranker):
             pos = g.positions(head)
             known = pos >= 0
             head, pos = head[known], pos[known]
-            sims = g.vectors[pos] @ query[r]
+            sims = np.einsum("ij,j->i", g.vectors[pos], query[r])  # no BLAS threads
             order = np.argsort(-sims, kind="stable")
             head, pos, sims = head[order], pos[order], sims[order]
             vq = self._query_encoding(query[r], pos, sims)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..index.base import VectorStore
-from .base import RERANKERS, Reranker, l2n
+from .base import RERANKERS, Reranker, l2n, sync
 from .knn import KnnGraph
 
 
@@ -55,6 +55,8 @@ class QueryExpansion(Reranker):
         query = np.asarray(query, np.float32).reshape(len(ids), -1)
         top_i, top_s = ids[:, :n], scores[:, :n]
         ok = (top_i >= 0) & np.isfinite(top_s)
+        if self.graph is not None:
+            sync(self, self.graph, store)
         out = query.astype(np.float64).copy()
         if ok.any():
             rows = np.nonzero(ok)[0]
