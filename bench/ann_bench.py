@@ -113,6 +113,23 @@ def classic_scan_ms(mix: Mixture, rows: int, queries: np.ndarray, k: int = 10) -
         return (time.perf_counter() - t) * 1000 / len(queries)
 
 
+def measure(store, q: np.ndarray, gt_ids: np.ndarray, k: int) -> dict:
+    """Single-query latency percentiles, batch throughput and recall@k against the exact answer."""
+    store.search(q[:20], k)  # warm caches
+    lat = []
+    for i in range(len(q)):
+        t = time.perf_counter()
+        store.search(q[i:i + 1], k)
+        lat.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    _, got = store.search(q, k)
+    batch_s = time.perf_counter() - t
+    recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got, gt_ids[:, :k])]))
+    return {"p50_ms": round(float(np.percentile(lat, 50) * 1000), 3),
+            "p99_ms": round(float(np.percentile(lat, 99) * 1000), 3),
+            "batch_qps": round(len(q) / batch_s, 1), "recall@10": round(recall, 4)}
+
+
 def memory_bytes(store) -> int:
     if hasattr(store, "memory_bytes"):
         return store.memory_bytes()
@@ -138,32 +155,33 @@ def run(args: argparse.Namespace) -> dict:
     for start, x in mix.chunks(n):
         store.add(np.arange(start, start + len(x)), x)
     build_s = time.perf_counter() - t
+    defaults = {key: getattr(store, key) for key in ("nprobe", "rescore", "ef_search")
+                if hasattr(store, key)}
 
-    store.search(q[:20], k)  # warm caches
-    lat = []
-    for i in range(len(q)):
-        t = time.perf_counter()
-        _, got1 = store.search(q[i:i + 1], k)
-        lat.append(time.perf_counter() - t)
-    t = time.perf_counter()
-    _, got = store.search(q, k)
-    batch_s = time.perf_counter() - t
-    recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got, gt_ids[:, :k])]))
-    p50 = float(np.percentile(lat, 50) * 1000)
+    sweep = []
+    for setting in args.sweep:  # other search-time settings on the same build
+        params = {key: int(v) for key, v in (kv.split("=") for kv in setting.split("&"))}
+        for key, v in {**defaults, **params}.items():
+            setattr(store, key, v)
+        sweep.append({**params, **measure(store, q, gt_ids, k)})
+    for key, v in defaults.items():
+        setattr(store, key, v)
+    m = measure(store, q, gt_ids, k)
+    p50 = m["p50_ms"]
 
     out = {
         "date": dt.date.today().isoformat(), "n": n, "dim": dim, "queries": len(q),
         "store": args.store, "store_class": type(store).__name__,
         "store_factory": getattr(store, "factory", "Flat"),
-        "build_s": round(build_s, 1), "p50_ms": round(p50, 3),
-        "p99_ms": round(float(np.percentile(lat, 99) * 1000), 3),
-        "batch_qps": round(len(q) / batch_s, 1), "recall@10": round(recall, 4),
+        "params": defaults, "build_s": round(build_s, 1), **m,
         "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
         "bytes_per_vector": round(memory_bytes(store) / n, 1),
         "gap_10_11": round(float(np.mean(gt_scores[:, 9] - gt_scores[:, 10])), 5),
         "gap_10_11_at_2000": round(gap_10_11(Mixture(dim, 2000, args.cluster_size, args.seed).sample(2000, 0)), 5),
         "ground_truth_s": round(gt_s, 1),
     }
+    if sweep:
+        out["sweep"] = sweep
     if args.scan_queries:
         rows = min(n, args.scan_rows)
         scan_ms = classic_scan_ms(mix, rows, q[:args.scan_queries]) * n / rows
@@ -187,6 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scan-rows", type=int, default=100_000)
     p.add_argument("--scan-queries", type=int, default=3, help="0 skips the classic scan")
     p.add_argument("--threads", type=int, default=0, help="FAISS threads (0: all)")
+    p.add_argument("--sweep", nargs="*", default=[],
+                   help="extra search settings to measure on the same build, e.g. 'nprobe=8&rescore=5'")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.threads:

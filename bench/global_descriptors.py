@@ -25,6 +25,7 @@ from lookalike.eval.dataset import Dataset
 from lookalike.eval.metrics import average_precision, precision_at
 from lookalike.features.aggregators import AGGREGATORS, l2n
 from lookalike.features.deep import DeepExtractor
+from lookalike.features.deep_pipes import WHITEN
 from lookalike.postprocess import PCAWhitening, Power
 
 # row name -> (aggregator, params)
@@ -95,8 +96,19 @@ def extract_variant(ds: Dataset, backbone: str, side: int, scale: float, flip: b
     return z
 
 
+def shared_descriptors(ds: Dataset) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """gem and fc from the shared GeM Lite2 352 features (same DeepExtractor, db order)."""
+    z = np.load(cache_dir() / "shared_feats" / f"{ds.name}_gem_lite2_352.npz")
+    if [str(i) for i in z["ids"]] != ds.db_ids:
+        raise ValueError(f"shared features of {ds.name} are not in gt.json db order")
+    return ({"gem": z["vectors"].astype(np.float32), "fc": l2n(z["logits"].astype(np.float32))},
+            {"gem": float("nan"), "fc": float("nan")})
+
+
 def descriptors(ds: Dataset, args, limit: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Per aggregation: multi-scale/flip combined L2 descriptors, and images/s."""
+    if args.from_shared:
+        return shared_descriptors(ds)
     total: dict[str, np.ndarray] = {}
     seconds = dict.fromkeys(AGGS, 0.0)
     n = 0
@@ -138,7 +150,12 @@ def main() -> None:
     ap.add_argument("--flip", action="store_true")
     ap.add_argument("--whiten-limit", type=int, default=None,
                     help="learn whitening on a random sample of this many images of the other set")
-    ap.add_argument("--whiten-dim", type=int, default=None)
+    ap.add_argument("--whiten-dim", type=int, default=WHITEN["dim"])
+    ap.add_argument("--whiten-eps", type=float, default=WHITEN["eps"])
+    ap.add_argument("--whiten", action=argparse.BooleanOptionalAction, default=True,
+                    help="learn PCA-whitening on the other dataset (needs its descriptors too)")
+    ap.add_argument("--from-shared", action="store_true",
+                    help="gem and fc only, from ~/.cache/lookalike/shared_feats (max side 352, one scale)")
     ap.add_argument("--aggs", nargs="*", default=list(AGGS))
     ap.add_argument("--power", action="store_true", help="also report signed-sqrt before whitening")
     ap.add_argument("--data", type=Path, default=DATA)
@@ -148,26 +165,33 @@ def main() -> None:
     for name in args.datasets:
         ds = Dataset.load(args.data / name)
         x, rate = descriptors(ds, args)
-        other = Dataset.load(args.data / WHITEN_FROM[name])
-        wx, _ = descriptors(other, args, args.whiten_limit)
+        if args.whiten:
+            wx, _ = descriptors(Dataset.load(args.data / WHITEN_FROM[name]), args, args.whiten_limit)
         for k in args.aggs:
             r = {"dataset": name, "agg": k, "dim": x[k].shape[1], "img_s": rate[k], **evaluate(ds, x[k])}
-            w = PCAWhitening(args.whiten_dim).fit(wx[k])
-            r.update({f"w_{m}": v for m, v in evaluate(ds, w.apply(x[k])).items()}, wdim=w.dim_out(x[k].shape[1]))
-            if args.power:
+            r.update({"w_mAP": float("nan"), "w_P@10": float("nan")})
+            # learned on the evaluated collection itself, without labels (as an index does)
+            own = PCAWhitening(args.whiten_dim, args.whiten_eps).fit(x[k])
+            r.update({f"o_{m}": v for m, v in evaluate(ds, own.apply(x[k])).items()})
+            if args.whiten:
+                w = PCAWhitening(args.whiten_dim, args.whiten_eps).fit(wx[k])
+                r.update({f"w_{m}": v for m, v in evaluate(ds, w.apply(x[k])).items()})
+            if args.power and args.whiten:
                 p = Power()
-                wp = PCAWhitening(args.whiten_dim).fit(p.apply(wx[k]))
+                wp = PCAWhitening(args.whiten_dim, args.whiten_eps).fit(p.apply(wx[k]))
                 r.update({f"pw_{m}": v for m, v in evaluate(ds, wp.apply(p.apply(x[k]))).items()})
             rows.append(r)
             print(json.dumps({a: (round(b, 4) if isinstance(b, float) else b) for a, b in r.items()}), flush=True)
     cfg = (f"{args.backbone}, max side {args.side}, scales {args.scales}, flip {args.flip}, "
-           f"whitening on the other set (limit {args.whiten_limit}, dim {args.whiten_dim})")
+           f"pcaw dim {args.whiten_dim}, eps {args.whiten_eps} (other set: limit {args.whiten_limit})")
     lines = [f"\n### {cfg}\n", f"`{' '.join(['python'] + sys.argv)}` — {datetime.date.today()}\n",
-             "| dataset | aggregation | dim | mAP | P@10 | mAP whitened | P@10 whitened | img/s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| dataset | aggregation | dim | mAP | P@10 | mAP pcaw (other set) | P@10 pcaw (other set) "
+             "| mAP pcaw (own db) | P@10 pcaw (own db) | img/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['dataset']} | {r['agg']} | {r['dim']} | {r['mAP']:.4f} | {r['P@10']:.4f} | "
-                     f"{r['w_mAP']:.4f} | {r['w_P@10']:.4f} | {r['img_s']:.1f} |")
+                     f"{r['w_mAP']:.4f} | {r['w_P@10']:.4f} | {r['o_mAP']:.4f} | {r['o_P@10']:.4f} | "
+                     f"{r['img_s']:.1f} |")
     print("\n".join(lines))
     if args.out:
         with open(args.out, "a") as fh:

@@ -38,7 +38,7 @@ def test_diffusion_update_and_save_load(tmp_path):
     ids = np.arange(len(v), dtype=np.int64)
     store = FlatStore(3)
     store.add(ids, v)
-    params = dict(k=3, kq=2, iters=50)
+    params = dict(k=3, kq=2, iters=50, beta=0.0, debias=0)
     step = RERANKERS.get("diffusion")(**params)
     step.fit(ids[:6], v[:6])
     step.update(ids[6:], v[6:], np.empty(0, np.int64))

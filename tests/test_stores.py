@@ -172,3 +172,16 @@ def test_flat_store_roundtrip_through_load_store(tmp_path):
     s.add(np.arange(50), x)
     s.save(tmp_path / "flat.faiss")
     assert isinstance(load_store(tmp_path / "flat.faiss"), FlatStore)
+
+
+def test_milvus_spec_parsing(monkeypatch):
+    import lookalike.index.milvus as mv
+
+    seen = []
+    monkeypatch.setattr(mv, "MilvusStore", lambda dim, metric, **kw: seen.append((dim, metric, kw)))
+    monkeypatch.setenv("MILVUS_TOKEN", "root:Milvus")
+    make_store("milvus://127.0.0.1:19530/photos", 8, "l2")
+    make_store("milvus:///data/m.db?collection=c1", 8)
+    assert seen[0] == (8, "l2", {"uri": "http://127.0.0.1:19530", "collection": "photos",
+                                 "token": "root:Milvus"})
+    assert seen[1] == (8, "ip", {"uri": "/data/m.db", "collection": "c1", "token": "root:Milvus"})

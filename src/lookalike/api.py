@@ -6,6 +6,7 @@ import fcntl
 import fnmatch
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -126,8 +127,7 @@ class Index:
         if self.state_dir.exists():
             self.pipeline.load_state(self.state_dir)
         self._check_config(readonly)
-        self.store_spec = self._store_spec(store, readonly)
-        self.store: VectorStore = self._open_store()
+        self.store: VectorStore = self._init_store(store, readonly)
 
     # -- consistency ---------------------------------------------------------------------------
     def _check_config(self, readonly: bool) -> None:
@@ -140,18 +140,23 @@ class Index:
             raise IndexError_(f"{self.dir}: the index was built with extractor settings {stored}, "
                               f"but this version describes images with {cfg}: rebuild the index")
 
-    def _store_spec(self, spec: str | None, readonly: bool) -> str:
-        """The vector-store spec (``lookalike.index.factory.make_store``), kept in the catalog."""
+    def _init_store(self, spec: str | None, readonly: bool) -> VectorStore:
+        """Open the vector store; a ``spec`` (``index.factory.make_store``) other than the one
+        kept in the catalog rebuilds it from the catalog's vectors."""
         stored = self.catalog.get_setting("store")
-        if spec is not None and (stored is None or spec != stored) and not readonly:
-            self.catalog.set_setting("store", spec)
-            if stored is not None and (self.dir / STORE_FILE).exists():  # rebuilt on open
-                import shutil
-
-                p = self.dir / STORE_FILE
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-            return spec
-        return stored or spec or "auto"
+        self.store_spec = spec or stored or "auto"
+        if stored is None or spec is None or spec == stored:
+            store = self._open_store()
+        else:
+            store = self._rebuild_store()
+            p = self.dir / STORE_FILE
+            if not readonly and p.is_dir():  # the new kind is written by the next save
+                shutil.rmtree(p)
+            elif not readonly and p.exists():
+                p.unlink()
+        if not readonly and stored != self.store_spec:
+            self.catalog.set_setting("store", self.store_spec)
+        return store
 
     def _vectors_for_store(self, ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
         return self.pipeline.prepare(raw)
@@ -460,6 +465,8 @@ _REMOVE_HOOKS: list[Callable[[Index, Any, list[int]], None]] = []
 _TEXT_SEARCH: dict[str, Callable[[Index, str, int], tuple[np.ndarray, np.ndarray]]] = {}
 
 
-def open(directory: str | os.PathLike, pipeline: str | None = None, **options: Any) -> Index:  # noqa: A001
-    """Open (or create) the index in ``directory``; ``pipeline`` is needed only to create one."""
-    return Index(directory, pipeline, options or None)
+def open(directory: str | os.PathLike, pipeline: str | None = None, store: str | None = None,  # noqa: A001
+         **options: Any) -> Index:
+    """Open (or create) the index in ``directory``; ``pipeline`` is needed only to create one,
+    ``store`` picks the vector store (a ``make_store`` spec, default ``auto``)."""
+    return Index(directory, pipeline, options or None, store=store)

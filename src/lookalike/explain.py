@@ -26,15 +26,17 @@ def _load(path: str | Path, max_side: int | None) -> np.ndarray:
 
 
 def explain_images(query: np.ndarray, result: np.ndarray, kind: str = "sift", max_kpts: int = 1000,
-                   params: VerifyParams | None = None) -> tuple[np.ndarray, int]:
-    """(RGB drawing of the inlier matches, inlier count) for two RGB images."""
-    det = make_detector(kind, max_kpts=max_kpts, min_side=650)
+                   params: VerifyParams | None = None, max_drawn: int = 80) -> tuple[np.ndarray, int]:
+    """(RGB drawing of the inlier matches, inlier count) for two RGB images; at most
+    ``max_drawn`` matches are drawn (evenly spread) so that the picture stays readable."""
+    det = make_detector(kind, max_kpts=max_kpts, min_side=650 if kind != "xfeat" else None)
     fq, fr = det.detect(query), det.detect(result)
     p = params or VerifyParams(max_kpts=max_kpts)
     n, inl, _ = verify_pair(fq, fr, p)
     kq = [cv2.KeyPoint(float(x), float(y), float(s)) for x, y, s, _ in fq.kpts[:p.max_kpts]]
     kr = [cv2.KeyPoint(float(x), float(y), float(s)) for x, y, s, _ in fr.kpts[:p.max_kpts]]
-    dm = [cv2.DMatch(int(a), int(b), 0.0) for a, b in inl]
+    shown = inl[np.linspace(0, len(inl) - 1, min(len(inl), max_drawn)).astype(int)] if len(inl) else inl
+    dm = [cv2.DMatch(int(a), int(b), 0.0) for a, b in shown]
     canvas = cv2.drawMatches(np.ascontiguousarray(query), kq, np.ascontiguousarray(result), kr, dm, None,
                              matchColor=(0, 255, 0), singlePointColor=(255, 160, 0),
                              flags=cv2.DrawMatchesFlags_NOT_DRAW_SINGLE_POINTS)

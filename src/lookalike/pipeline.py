@@ -216,13 +216,28 @@ def _color(compare: str = "pearson", **_: Any) -> Pipeline:
 DEFAULT_DEEP = dict(backbone="efficientnet-lite2", aggregator="gem", max_side=352)
 
 
+def deep_options(model: str | None = None, **base: Any) -> tuple[dict[str, Any], list[Any]]:
+    """DeepExtractor arguments and post-processing steps; a fine-tuned ``model`` (from
+    ``lookalike train``) replaces the backbone weights, GeM exponent and input size, and adds its
+    learned whitening."""
+    if not model:
+        return {**DEFAULT_DEEP, **base}, []
+    from .train.model import load_model
+
+    spec = load_model(model)
+    return {**DEFAULT_DEEP, **base, **spec.extractor_kwargs()}, spec.post_steps()
+
+
 @PIPELINES.register("default")
-def _default(**_: Any) -> Pipeline:
-    """EfficientNet-Lite2 last conv map, GeM pooling, L2; cosine."""
+def _default(model: str | None = None, **_: Any) -> Pipeline:
+    """EfficientNet-Lite2 last conv map, GeM pooling, L2; cosine (``model=``: a fine-tuned backbone)."""
     from .features.deep import DeepExtractor
 
-    return Pipeline("default", DeepExtractor(**DEFAULT_DEEP),
-                    description="EfficientNet-Lite2 conv map, GeM pooling (p=3), L2; cosine")
+    kwargs, post = deep_options(model)
+    desc = "EfficientNet-Lite2 conv map, GeM pooling (p=3), L2; cosine"
+    if model:
+        desc = f"fine-tuned {kwargs['backbone']} from {model}, GeM (p={kwargs['p']:.2f}), L2; cosine"
+    return Pipeline("default", DeepExtractor(**kwargs), post=post, description=desc)
 
 
 def _load_plugins() -> None:

@@ -73,8 +73,9 @@ class Power(Step):
 @POSTPROCESS.register("pcaw")
 class PCAWhitening(Step):
     """PCA-whitening learned on a matrix: centre, project on the top ``dim`` principal axes,
-    divide by sqrt(eigenvalue + eps·largest eigenvalue), L2-normalise. ``dim=None`` keeps every
-    axis the sample supports (at most N-1)."""
+    divide by sqrt(eigenvalue + eps·largest eigenvalue), L2-normalise. The output always has
+    ``dim`` (default: the input dimension) columns; axes the sample cannot support (beyond N-1)
+    are zero columns, so the vector store's dimension does not depend on the sample size."""
 
     name = "pcaw"
     FILE = "pcaw.npz"
@@ -94,11 +95,18 @@ class PCAWhitening(Step):
             raise ValueError("PCA-whitening needs an (N >= 2, D) matrix")
         self.mean = x.mean(axis=0)
         xc = x - self.mean
-        vals, vecs = np.linalg.eigh(xc.T @ xc / len(x))
-        order = np.argsort(vals)[::-1]
-        keep = min(self.dim or x.shape[1], x.shape[1], len(x) - 1)
-        vals, vecs = np.maximum(vals[order][:keep], 0.0), vecs[:, order][:, :keep]
-        self.proj = (vecs / np.sqrt(vals + self.eps * vals[0])).astype(np.float32)
+        if len(x) < x.shape[1]:  # fewer samples than dimensions: thin SVD is cheaper
+            _, sv, vt = np.linalg.svd(xc, full_matrices=False)
+            vals, vecs = sv**2 / len(x), vt.T
+        else:
+            vals, vecs = np.linalg.eigh(xc.T @ xc / len(x))
+            order = np.argsort(vals)[::-1]
+            vals, vecs = vals[order], vecs[:, order]
+        out = min(self.dim or x.shape[1], x.shape[1])
+        keep = min(out, len(x) - 1)
+        vals, vecs = np.maximum(vals[:keep], 0.0), vecs[:, :keep]
+        self.proj = np.zeros((x.shape[1], out), np.float32)
+        self.proj[:, :keep] = vecs / np.sqrt(vals + self.eps * max(float(vals[0]), 1e-12))
         self.mean = self.mean.astype(np.float32)
         return self
 
@@ -124,6 +132,10 @@ class PCAWhitening(Step):
             self.mean, self.proj, self.eps = z["mean"], z["proj"], float(z["eps"])
         self.dim = int(self.proj.shape[1])
         return self
+
+    def unfitted_output(self, x: np.ndarray) -> np.ndarray:
+        """Zeros of the output shape (what a store is sized from before the fit)."""
+        return np.zeros((len(x), self.dim_out(x.shape[1])), np.float32)
 
     def config(self) -> dict[str, Any]:
         return {"step": self.name, "dim": self.dim, "eps": self.eps}
@@ -156,6 +168,11 @@ class Fusion:
         self.name = f"fusion-{first.name}-{second.name}"
         self.dim = int(first.dim) + int(second.dim)
 
+    @property
+    def max_side(self) -> int | None:
+        sides = [getattr(e, "max_side", None) for e in (self.first, self.second)]
+        return max((s for s in sides if s), default=None)
+
     def combine(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Fuse two descriptor matrices already computed by the two extractors."""
         w1, w2 = self.weights
@@ -163,6 +180,10 @@ class Fusion:
         return np.hstack([l2n(a) * (w1 / norm), l2n(b) * (w2 / norm)]).astype(np.float32)
 
     def describe(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        together = getattr(self.first, "describe_together", None)
+        if together is not None and self.first.shares_pass(self.second):  # one backbone pass
+            both = together(images, [self.second])
+            return self.combine(both[:, :self.first.dim], both[:, self.first.dim:])
         return self.combine(self.first.describe(images), self.second.describe(images))
 
     def config(self) -> dict[str, Any]:

@@ -136,4 +136,51 @@ class LocalRunner:
         pass
 
 
-RUNNERS: dict[str, Callable[..., Any]] = {"local": LocalRunner}
+class DaskRunner:
+    """Maps the batch function on a Dask cluster: each worker builds the pipeline once (per process)
+    and is fed batches of paths; results come back in order to the single writer.
+
+    ``scheduler`` is the address of a running scheduler (``tcp://HOST:8786``); without one, a
+    ``LocalCluster`` bound to 127.0.0.1 is started for the run and closed by ``close()``.
+    """
+
+    def __init__(self, scheduler: str | None = None, workers: int = 2, threads: int = 1,
+                 processes: bool = True, window: int | None = None) -> None:
+        from distributed import Client, LocalCluster
+
+        self._cluster = None
+        if scheduler:
+            self.client = Client(scheduler)
+        else:
+            self._cluster = LocalCluster(host="127.0.0.1", protocol="tcp://", n_workers=workers,
+                                         threads_per_worker=threads, processes=processes,
+                                         dashboard_address=None)
+            self.client = Client(self._cluster)
+        n_threads = sum(self.client.nthreads().values()) or 1
+        self.window = window or 2 * n_threads
+
+    def map(self, fn: Callable[[list[str]], list[Result]], batches: Iterable[list[str]]) -> Iterator[list[Result]]:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(self.client.submit(fn, batch, pure=False))
+            if len(pending) >= self.window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_runner(name: str = "local", scheduler: str | None = None, **kwargs: Any) -> Any:
+    """A runner by name: ``local`` (threads) or ``dask`` (``scheduler`` address or a local cluster)."""
+    if name not in RUNNERS:
+        raise ValueError(f"unknown runner {name!r} (known: {', '.join(sorted(RUNNERS))})")
+    if name == "dask":
+        return DaskRunner(scheduler, **kwargs)
+    return RUNNERS[name](**kwargs)
+
+
+RUNNERS: dict[str, Callable[..., Any]] = {"local": LocalRunner, "dask": DaskRunner}

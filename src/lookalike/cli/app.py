@@ -46,11 +46,11 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
 
 
 def open_index(directory: str, pipeline: str | None = None, options: dict[str, Any] | None = None,
-               create: bool = False):
+               create: bool = False, store: str | None = None):
     from ..api import Index, IndexError_
 
     try:
-        return Index(directory, pipeline, options, create=create)
+        return Index(directory, pipeline, options, create=create, store=store)
     except IndexError_ as e:
         fail(str(e))
     except KeyError as e:

@@ -1,6 +1,7 @@
 """``lookalike index``: add folders and files to an index, incrementally."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -15,19 +16,38 @@ def index_cmd(
     pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p",
                                            help="Pipeline for a new index (see `lookalike pipelines`); default: default."),
     compare: Optional[str] = typer.Option(None, help="Colour pipeline only: pearson, bhattacharyya, chi2 or cosine."),
+    model: Optional[str] = typer.Option(None, "--model", help="A fine-tuned model folder (from `lookalike train`) "
+                                        "to use as the backbone of a new index."),
     exclude: List[str] = typer.Option([], "--exclude", "-x", help="Glob of files or folders to skip (repeatable)."),
     batch_size: int = typer.Option(32, help="Images per extraction batch."),
     prune: bool = typer.Option(True, help="Remove indexed files under PATHS that no longer exist."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-file messages."),
+    store: Optional[str] = typer.Option(None, "--store", help="Vector store: auto, flat, hnsw, ivfpq, a FAISS "
+                                        "factory string, milvus://HOST:PORT/COLL or milvus:///file.db "
+                                        "(a change rebuilds the store from the catalog)."),
+    runner: str = typer.Option("local", "--runner", help="Where images are described: local or dask."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address "
+                                            "(default: a local cluster on 127.0.0.1)."),
 ) -> None:
     """Index images: new or changed files are described, unchanged ones skipped, vanished ones removed.
 
     Unreadable files are skipped with a message naming them and the reason, and recorded in the index.
     An interrupted run leaves an index that opens; running again resumes where it stopped.
     """
-    options = {"compare": compare} if compare else None
-    idx = open_index(index, pipeline, options, create=True)
+    options = {k: v for k, v in (("compare", compare),
+                                 ("model", str(Path(model).resolve()) if model else None)) if v} or None
+    from ..runners import make_runner
+
+    try:
+        idx = open_index(index, pipeline, options, create=True, store=store)
+    except ValueError as e:  # a bad --store spec
+        fail(str(e))
+    try:  # --scheduler implies the Dask runner
+        run = make_runner("dask" if scheduler else runner, scheduler) if runner != "local" or scheduler else None
+    except ValueError as e:
+        idx.close()
+        fail(str(e))
 
     def on_error(path: str, reason: str) -> None:
         if not quiet:
@@ -36,11 +56,13 @@ def index_cmd(
     try:
         with progress_bar("indexing", enabled=not quiet and not as_json) as update:
             rep = idx.add(paths, exclude=exclude, batch_size=batch_size, prune=prune, progress=update,
-                          on_error=on_error)
+                          on_error=on_error, runner=run)
     except KeyboardInterrupt:
         fail("interrupted: what was indexed so far is kept; run the same command again to resume", 130)
     finally:
         idx.close()
+        if run is not None:
+            run.close()
     if as_json:
         print_json(rep.to_dict())
     else:

@@ -18,6 +18,7 @@ from PIL import Image
 from .aggregators import AGGREGATORS, PoolContext, l2n
 from .aggregators.cam import class_maps, top_classes
 from .aggregators.scda import scda_mask
+from ..io import load_image
 from .backbone import OnnxBackbone
 
 __all__ = ["DeepExtractor", "resize_max_side", "l2n", "load_rgb"]
@@ -36,16 +37,10 @@ def resize_max_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file to (H, W, 3) uint8 RGB with EXIF rotation (the project's loader if present)."""
-    try:
-        from ..io import load_image
-    except ImportError:  # standalone use before io.py exists
-        from PIL import ImageOps
-
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    return load_image(path)
+def load_rgb(path: str | Path, max_side: int | None = None) -> np.ndarray:
+    """Decode an image file to (H, W, 3) uint8 RGB (EXIF rotation applied; ``max_side`` lets
+    the JPEG decoder skip detail that the resize would drop)."""
+    return load_image(path, max_side=max_side)
 
 
 def mask_box(mask: np.ndarray) -> RelBox:
@@ -110,7 +105,7 @@ class DeepExtractor:
         return ctx
 
     # -- backbone passes ---------------------------------------------------------------------
-    def prepare(self, rgb: np.ndarray) -> list[np.ndarray]:
+    def variants(self, rgb: np.ndarray) -> list[np.ndarray]:
         """The resized variants of one image, one per scale (thread-safe; no inference)."""
         return [resize_max_side(rgb, max(32, round(self.max_side * s))) for s in self.scales]
 
@@ -143,22 +138,38 @@ class DeepExtractor:
         return l2n(self._pool(fmap[None], self.context(logits), **self.params))[0]
 
     def _describe_prepared(self, prepared: Sequence[list[np.ndarray]],
-                           boxes: Sequence[RelBox | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        total = np.zeros((len(prepared), self.dim), np.float64)
+                           boxes: Sequence[RelBox | None] | None = None,
+                           others: Sequence["DeepExtractor"] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """(N, dim) descriptors, or with ``others`` the horizontal stack of every extractor's
+        descriptors (each L2-normalised) from the same backbone passes; and the first-scale logits."""
+        exs = [self, *others]
+        totals = [np.zeros((len(prepared), e.dim), np.float64) for e in exs]
         logits_out = np.zeros((len(prepared), 1000), np.float32)
         for i, si, flipped, fmap, logits in self.feature_maps(prepared):
             box = boxes[i] if boxes is not None else None
             if box is not None and flipped:
                 box = (1.0 - box[2], box[1], 1.0 - box[0], box[3])
-            total[i] += self.pool_map(fmap, logits, box)
+            for e, total in zip(exs, totals):
+                total[i] += e.pool_map(fmap, logits, box)
             if si == 0 and not flipped:
                 logits_out[i] = logits
-        return l2n(total.astype(np.float32)), logits_out
+        return np.hstack([l2n(t.astype(np.float32)) for t in totals]), logits_out
+
+    def shares_pass(self, other: object) -> bool:
+        """True when ``other`` runs the same backbone passes (only the pooling differs)."""
+        keys = ("backbone_name", "weights", "max_side", "scales", "flip")
+        return isinstance(other, DeepExtractor) and all(getattr(self, k) == getattr(other, k) for k in keys)
+
+    def describe_together(self, images: Sequence[np.ndarray], others: Sequence["DeepExtractor"]) -> np.ndarray:
+        """[self | other ...] descriptors from one set of backbone passes (see ``shares_pass``)."""
+        if not all(self.shares_pass(o) for o in others):
+            raise ValueError("describe_together needs extractors with the same backbone passes")
+        return self._describe_prepared([self.variants(im) for im in images], others=others)[0]
 
     # -- public API --------------------------------------------------------------------------
     def describe_with_logits(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Descriptors (N, dim) and the ImageNet logits (N, 1000) of the first scale."""
-        return self._describe_prepared([self.prepare(im) for im in images])
+        return self._describe_prepared([self.variants(im) for im in images])
 
     def describe(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return self.describe_with_logits(images)[0]
@@ -176,7 +187,7 @@ class DeepExtractor:
         rel = (max(0.0, x / w), max(0.0, y / h), min(1.0, (x + bw) / w), min(1.0, (y + bh) / h))
         if rel[0] >= rel[2] or rel[1] >= rel[3]:
             raise ValueError(f"box {box} lies outside the {w}x{h} image")
-        return self._describe_prepared([self.prepare(image)], [rel])[0][0]
+        return self._describe_prepared([self.variants(image)], [rel])[0][0]
 
     def localise(self, image: np.ndarray, method: str = "scda") -> Box:
         """The foreground box (x, y, w, h) in pixels, found from the SCDA mask or the top CAM."""
@@ -184,7 +195,7 @@ class DeepExtractor:
             raise ValueError(f"method must be 'scda' or 'cam', not {method!r}")
         prev, self.foreground = self.foreground, method
         try:
-            fmap, logits = self.net.run([self.prepare(image)[0]])[0]
+            fmap, logits = self.net.run([self.variants(image)[0]])[0]
             x0, y0, x1, y1 = self.localise_map(fmap, logits)
         finally:
             self.foreground = prev
@@ -194,7 +205,8 @@ class DeepExtractor:
     def iter_prepared(self, paths: Sequence[str | Path], batch: int = 16,
                       workers: int = 2) -> Iterator[list[list[np.ndarray]]]:
         """Batches of prepared images; the next batch is decoded and resized in threads meanwhile."""
-        load = lambda p: self.prepare(load_rgb(p))  # noqa: E731
+        decode_side = 2 * round(self.max_side * max(self.scales))  # a cheap draft decode, exact resize later
+        load = lambda p: self.variants(load_rgb(p, decode_side))  # noqa: E731
         chunks = [list(paths[s:s + batch]) for s in range(0, len(paths), batch)]
         if not chunks:
             return

@@ -68,7 +68,8 @@ def make_store(spec: str, dim: int, metric: str = "ip", n_expected: int | None =
         return FlatStore(dim, metric)
     if name == "hnsw":
         return HNSWStore(dim, metric, **params)
-    if name == "ivfpq":
+    if name == "ivfpq":  # for IP, PQ on the vectors (not residuals): one lookup table per query
+        params.setdefault("by_residual", 0 if metric == "ip" else -1)
         return IVFPQStore(dim, metric, ivfpq_factory(dim, n_expected), **params)
     try:  # a FAISS factory string
         faiss.index_factory(dim, body, faiss.METRIC_INNER_PRODUCT)

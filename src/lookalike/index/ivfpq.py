@@ -28,11 +28,12 @@ class IVFPQStore(VectorStore):
 
     def __init__(self, dim: int, metric: str = "ip", factory: str = "IVF1024,PQ32",
                  nprobe: int = 32, rescore: int = 10, max_train: int = 100_000,
-                 storage_dir: Path | None = None) -> None:
+                 storage_dir: Path | None = None, by_residual: int = -1) -> None:
         if metric not in _METRICS:
             raise ValueError(f"metric must be 'ip' or 'l2', not {metric!r}")
         self.dim, self.metric, self.factory = dim, metric, factory
         self.nprobe, self.rescore, self.max_train = nprobe, rescore, max_train
+        self.by_residual = by_residual  # -1: FAISS's default; 0: one PQ table per query (fast for IP)
         self._index = self._new_index()
         self._rows = RowMap()
         self._tmp: tempfile.TemporaryDirectory | None = None
@@ -56,6 +57,8 @@ class IVFPQStore(VectorStore):
             index.own_fields = True
         if hasattr(coder, "do_polysemous_training"):  # on by default and very slow
             coder.do_polysemous_training = False
+        if self.by_residual >= 0 and hasattr(coder, "by_residual"):
+            coder.by_residual = bool(self.by_residual)
         return index
 
     # -- training -------------------------------------------------------------------------------
@@ -196,6 +199,7 @@ class IVFPQStore(VectorStore):
             parts["vectors"] = lambda p: shutil.copyfile(self._vec_path, p)
         meta = {"kind": self.kind, "dim": self.dim, "metric": self.metric, "factory": self.factory,
                 "nprobe": self.nprobe, "rescore": self.rescore, "max_train": self.max_train,
+                "by_residual": self.by_residual,
                 "n_rows": self._rows.n_rows}
         if inside:
             meta["vectors"] = self._vec_path.name
@@ -213,7 +217,7 @@ class IVFPQStore(VectorStore):
         m = read_manifest(path)
         files = m["files"]
         store = cls(m["dim"], m["metric"], m["factory"], m["nprobe"], m["rescore"], m["max_train"],
-                    storage_dir=path)
+                    storage_dir=path, by_residual=m.get("by_residual", -1))
         store._vec_path.unlink()  # the constructor's empty file: use the saved one
         store._vec_path = path / files.get("vectors", m.get("vectors", ""))
         store._index = faiss.read_index(str(path / files["index"]))

@@ -3,12 +3,15 @@
 Offline (``fit``): the exact kNN graph (``k`` neighbours), affinities ``max(sim, 0) ** gamma``
 kept only between mutual neighbours (``W = min(A, A^T)``, zero diagonal), stored sparse.
 
-Per query: the top ``depth`` results ``P`` give the subgraph ``W_P``, normalised symmetrically
-``S = D^-1/2 W_P D^-1/2``; ``y`` holds ``sim ** gamma`` of the query's top ``kq`` results; the
+Per query: the top ``seeds`` results and their graph neighbours, cut to the ``depth`` most
+similar, are the candidates ``P`` (no second search, so a pipeline shortlist of 100 suffices);
+they give the subgraph ``W_P``, normalised symmetrically ``S = D^-1/2 W_P D^-1/2``; ``y`` holds ``sim ** gamma`` of the query's top ``kq`` results; the
 ranking is ``f`` solving ``(I - alpha S) f = y`` by conjugate gradient (``iters`` steps). The
 final score blends ``f`` (scaled to max 1) with the original similarity:
-``(1 - beta) f + beta sim``; ``beta=0`` is pure diffusion. Results below ``depth`` keep their
-order, after the re-ranked head. ``update`` refreshes the graph incrementally and rebuilds ``W``.
+``(1 - beta) f + beta sim``; ``beta=0`` is pure diffusion. With ``debias`` the scores are divided
+by the square root of the node degree (symmetric normalisation otherwise favours hubs).
+Other results keep their order, after the re-ranked head. ``update`` refreshes the graph
+incrementally and rebuilds ``W``.
 """
 from __future__ import annotations
 
@@ -28,8 +31,8 @@ class Diffusion(Reranker):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"k": 50, "gamma": 3.0, "alpha": 0.99, "kq": 10, "depth": 1000, "iters": 20,
-                "beta": 0.0}
+        return {"k": 20, "gamma": 8.0, "alpha": 0.99, "kq": 5, "depth": 200, "iters": 20,
+                "beta": 0.5, "debias": 1, "seeds": 100}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -81,7 +84,11 @@ class Diffusion(Reranker):
         y = np.zeros(len(pos))
         kq = int(self.params["kq"])
         y[:kq] = np.maximum(sims[:kq], 0.0) ** gamma
-        return conjugate_gradient(lambda x: x - S @ x, y, int(self.params["iters"]))
+        f = conjugate_gradient(lambda x: x - S @ x, y, int(self.params["iters"]))
+        if int(self.params["debias"]):  # divide out sqrt(degree): hubs no longer win by size
+            ref = np.sqrt(max(float(np.median(d[d > 0])) if (d > 0).any() else 1.0, 1e-12))
+            f = f * np.where(d > 0, dinv, 1.0 / ref)
+        return f
 
     def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray,
                store: VectorStore) -> tuple[np.ndarray, np.ndarray]:
@@ -90,23 +97,23 @@ class Diffusion(Reranker):
         query = np.asarray(query, np.float32).reshape(len(ids), -1)
         if len(g) == 0:
             return scores, ids
-        width = ids.shape[1]
-        if width < depth and width < len(g):
-            scores, ids = store.search(query, min(depth, len(g)))  # widen a short list
+        width, seeds = ids.shape[1], int(self.params["seeds"])
         out_s, out_i = np.empty_like(scores), np.empty_like(ids)
         for r in range(len(ids)):
-            head = ids[r, :depth]
-            pos = g.positions(head[head >= 0])
-            head = head[head >= 0][pos >= 0]
-            pos = pos[pos >= 0]
+            # candidates: the top ``seeds`` results and their graph neighbours (no new search)
+            top = ids[r, :seeds]
+            spos = g.positions(top[top >= 0])
+            spos = spos[spos >= 0]
+            pos = np.unique(np.concatenate([spos, g.nbr[spos].ravel()]))
             sims = np.einsum("ij,j->i", g.vectors[pos], query[r])  # no BLAS threads
-            order = np.argsort(-sims, kind="stable")
-            head, pos, sims = head[order], pos[order], sims[order]
+            order = np.argsort(-sims, kind="stable")[:depth]
+            pos, sims = pos[order], sims[order]
+            head = g.ids[pos]
             f = self.scores_for(query[r], pos, sims)
             f = f / max(float(np.abs(f).max()), 1e-12)
             new = (1.0 - beta) * f + beta * sims + 1e-6 * sims  # ties fall back on similarity
             out_s[r], out_i[r] = merge_head(new, head, scores[r], ids[r])
-        return out_s[:, :width], out_i[:, :width]
+        return out_s, out_i
 
     def state(self) -> dict[str, np.ndarray]:
         return self.graph.state()

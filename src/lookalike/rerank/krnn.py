@@ -2,9 +2,9 @@
 
 Offline (``fit``): the exact kNN graph of the database (``k1 + 1`` neighbours, self included),
 and for every database vector ``x`` its k-reciprocal set with the 1/2-expansion ``R*(x)``, the
-Gaussian-kernel encoding ``V_x[j] = exp(-d(x, j))`` over ``R*(x)`` (``d = 1 - cosine``,
-normalised to sum 1), and the local query expansion ``V_x <- mean(V over the k2 nearest)``,
-stored as a sparse matrix.
+Gaussian-kernel encoding ``V_x[j] = exp(-d(x, j) / sigma)`` over ``R*(x)`` (``d = 1 - cosine``;
+``sigma=1`` is the paper's kernel, smaller values favour the closest members; normalised to
+sum 1), and the local query expansion ``V_x <- mean(V over the k2 nearest)``, stored sparse.
 
 Per query: ``R*(q)`` from the shortlist and the graph (``q`` is a k1-neighbour of ``g`` when it
 beats ``g``'s k1-th neighbour), ``V_q`` likewise, the Jaccard distance to the top ``depth``
@@ -42,7 +42,7 @@ class KReciprocal(Reranker):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"k1": 20, "k2": 6, "lam": 0.3, "depth": 100}
+        return {"k1": 10, "k2": 3, "lam": 0.5, "depth": 100, "sigma": 0.1}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -95,7 +95,8 @@ class KReciprocal(Reranker):
         m = sparse.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n, n))
         m.sum_duplicates()  # one entry per (x, j) pair
         mr = np.repeat(np.arange(n), np.diff(m.indptr))
-        m.data = np.exp(-(1.0 - np.einsum("ij,ij->i", g.vectors[mr], g.vectors[m.indices])))
+        sigma = float(self.params["sigma"])
+        m.data = np.exp(-(1.0 - np.einsum("ij,ij->i", g.vectors[mr], g.vectors[m.indices])) / sigma)
         m.data = m.data.astype(np.float32)
         self.Vraw = _row_normalise(m)
         if k2 > 1:
@@ -128,7 +129,7 @@ class KReciprocal(Reranker):
         vq = np.zeros(len(g), np.float32)
         if members:
             j = np.fromiter(members, np.int64)
-            w = np.exp(-(1.0 - np.einsum("ij,j->i", g.vectors[j], q)))
+            w = np.exp(-(1.0 - np.einsum("ij,j->i", g.vectors[j], q)) / float(self.params["sigma"]))
             vq[j] = w / (w.sum() + 1e-12)
         if k2 > 1:  # local query expansion: q and its k2-1 nearest
             near = pos[: k2 - 1]

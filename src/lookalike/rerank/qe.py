@@ -25,7 +25,7 @@ class QueryExpansion(Reranker):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"n": 10, "alpha": 3.0, "min_sim": 0.5, "recip": 0}
+        return {"n": 10, "alpha": 3.0, "min_sim": 0.7, "recip": 1}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ import numpy as np
 
 from ..api import AddReport, Index
 from ..index.base import VectorStore
+
+log = logging.getLogger(__name__)
 
 
 class RWLock:
@@ -141,6 +144,11 @@ class LiveIndex(Index):
                 return ranking(*args, **kwargs)
 
         self.pipeline.search = locked_search  # type: ignore[method-assign]
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Describe a small image once, so that lazily built models exist before concurrent queries."""
+        self.pipeline.describe([np.full((64, 64, 3), 128, np.uint8)])
 
     # -- the store, always behind the lock ------------------------------------------------------
     def _wrap(self, store: VectorStore) -> SyncStore:
@@ -183,7 +191,11 @@ class LiveIndex(Index):
             sig = self.signature()
             if sig == self._sig:
                 return False
-            self._follow_catalog()
+            try:
+                self._follow_catalog()
+            except Exception:  # noqa: BLE001 - keep serving the current state; retried next time
+                log.exception("could not follow the catalog's changes; serving the previous state")
+                return False
             self._sig = sig
             self.reloads += 1
             return True
@@ -196,8 +208,7 @@ class LiveIndex(Index):
         if self.pipeline.transforms_database:
             self.store = self._rebuild_store()
             return
-        since = self._last_added
-        self._last_added = self.signature()[2]
+        since, newest = self._last_added, self.signature()[2]
         want = set(self.catalog.ok_ids().tolist())
         have = set(self.store.ids().tolist())
         changed = {r[0] for r in self.catalog.db.execute(
@@ -213,3 +224,4 @@ class LiveIndex(Index):
                 store.inner.remove(drop)
             if prepared is not None:
                 store.inner.add(ids, prepared)
+        self._last_added = newest

@@ -31,6 +31,8 @@ class BowParams:
     he_threshold: int = 24  # max Hamming distance of a vote (of the vocabulary's code length)
     he_sigma: float = 16.0  # vote weight exp(-h^2/sigma^2); <= 0 gives weight 1
     burst: bool = True
+    wgc: bool = False  # weak geometric consistency: votes must agree on rotation and scale change
+    wgc_angle_bins: int = 8
 
 
 class BowIndex:
@@ -40,6 +42,7 @@ class BowIndex:
         self.vocab, self.params = vocab, params or BowParams()
         self._words: dict[int, np.ndarray] = {}
         self._sigs: dict[int, np.ndarray] = {}
+        self._geo: dict[int, np.ndarray] = {}  # (n, 2) int16: angle bin, 2*log2(scale) rounded
         self._built: tuple | None = None
 
     # -- database side -------------------------------------------------------------------
@@ -55,6 +58,7 @@ class BowIndex:
             if i in self._words:
                 raise ValueError(f"id {i} is already in the index")
             self._words[i], self._sigs[i] = self.encode(f)
+            self._geo[i] = self.geometry(f)
         self._built = None
 
     def remove(self, ids: Sequence[int]) -> int:
@@ -62,6 +66,7 @@ class BowIndex:
         for i in ids:
             if self._words.pop(int(i), None) is not None:
                 self._sigs.pop(int(i))
+                self._geo.pop(int(i), None)
                 n += 1
         self._built = None
         return n
@@ -84,9 +89,10 @@ class BowIndex:
             return self._built
         words = np.concatenate([self._words[i] for i in ids])
         sigs = np.concatenate([self._sigs[i] for i in ids])
+        geo = np.concatenate([self._geo.get(i, np.zeros((len(self._words[i]), 2), np.int16)) for i in ids])
         slots = np.repeat(np.arange(len(ids), dtype=np.int32), [len(self._words[i]) for i in ids])
         order = np.argsort(words, kind="stable")
-        words, sigs, slots = words[order], sigs[order], slots[order]
+        words, sigs, slots, self._post_geo = words[order], sigs[order], slots[order], geo[order]
         ptr = np.searchsorted(words, np.arange(k + 1)).astype(np.int64)
         pairs = np.unique(words.astype(np.int64) * len(ids) + slots)
         df = np.bincount(pairs // len(ids), minlength=k)
@@ -104,11 +110,9 @@ class BowIndex:
     # -- query side ----------------------------------------------------------------------
     def scores(self, feats: LocalFeatures) -> tuple[np.ndarray, np.ndarray]:
         """Similarity of the query to every database image: (ids (N,), scores (N,) float32)."""
-        ids, ptr, slots, sigs, idf, norms = self._build()
         p = self.params
-        out = np.zeros(len(ids), np.float64)
-        if not len(ids) or not len(feats):
-            return ids, out.astype(np.float32)
+        if not len(self) or not len(feats):
+            return self._build()[0], np.zeros(len(self), np.float32)
         x = feats.float_desc()
         ma = max(1, p.ma)
         words, dist = self.vocab.assign(x, ma)
@@ -121,6 +125,32 @@ class BowIndex:
             for c in range(ma):  # codes depend on the word (per-word medians)
                 m = col == c
                 qsig[m] = self.vocab.signatures(x[qi[m]], qw[m])
+        return self._score(qi, qw, qsig, words[:, 0], self.geometry(feats))
+
+    def scores_encoded(self, words: np.ndarray, sigs: np.ndarray, geo: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``scores`` for a query given as its words (n,), HE codes (n,) and geometry (n, 2)
+        (no multiple assignment)."""
+        words = np.asarray(words, np.int64)
+        return self._score(np.arange(len(words)), words, np.asarray(sigs, np.uint64), words, geo)
+
+    def geometry(self, feats: LocalFeatures) -> np.ndarray:
+        """(n, 2) int16 per keypoint: orientation bin and 2*log2(size) rounded (for WGC)."""
+        k = feats.kpts
+        nb = self.params.wgc_angle_bins
+        ang = np.floor(np.mod(k[:, 3], 360.0) / (360.0 / nb)).astype(np.int16) % nb
+        lsc = np.rint(2 * np.log2(np.maximum(k[:, 2], 1e-3))).astype(np.int16)
+        return np.stack([ang, lsc], axis=1)
+
+    def _score(self, qi: np.ndarray, qw: np.ndarray, qsig: np.ndarray, qwords: np.ndarray,
+               qgeo: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Votes of query descriptors ``qi`` in words ``qw`` with codes ``qsig``; ``qwords`` (one
+        word per query descriptor) gives the query's tf-idf norm."""
+        ids, ptr, slots, sigs, idf, norms = self._build()
+        p = self.params
+        out = np.zeros(len(ids), np.float64)
+        if not len(ids) or not len(qw):
+            return ids, out.astype(np.float32)
         # expand every (query descriptor, word) to that word's postings
         start, length = ptr[qw], ptr[qw + 1] - ptr[qw]
         total = int(length.sum())
@@ -145,13 +175,29 @@ class BowIndex:
             w = w * np.sqrt(w / np.bincount(inv, weights=w)[inv])
             _, inv = np.unique(post, return_inverse=True)  # same database descriptor
             w = w * np.sqrt(w / np.bincount(inv, weights=w)[inv])
-        out = np.bincount(slot, weights=w, minlength=len(ids))
-        qtf = np.bincount(words[:, 0], minlength=self.vocab.k).astype(np.float64)
+        if p.wgc and qgeo is not None and len(w):
+            out = self._wgc(qgeo[qi[rep]], self._post_geo[post], slot, w, len(ids))
+        else:
+            out = np.bincount(slot, weights=w, minlength=len(ids))
+        qtf = np.bincount(qwords, minlength=self.vocab.k).astype(np.float64)
         if p.burst:
             qtf = np.sqrt(qtf)
         qnorm = np.sqrt(np.sum((qtf * idf) ** 2)) + 1e-12
         out = out / (qnorm * (norms + 1e-12))
         return ids, out.astype(np.float32)
+
+    def _wgc(self, qg: np.ndarray, dg: np.ndarray, slot: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+        """Per image, the votes of the dominant rotation bin and of the dominant scale-change bin;
+        the image scores the smaller of the two (Jégou et al. 2008)."""
+        nb = self.params.wgc_angle_bins
+        da = (qg[:, 0] - dg[:, 0]) % nb
+        ds = np.clip(qg[:, 1] - dg[:, 1], -8, 8) + 8
+        by_angle = np.bincount(slot.astype(np.int64) * nb + da, weights=w, minlength=n * nb).reshape(n, nb)
+        by_scale = np.bincount(slot.astype(np.int64) * 17 + ds, weights=w, minlength=n * 17).reshape(n, 17)
+        # neighbouring bins count too (a rotation near a bin border splits its votes)
+        by_angle = by_angle + np.roll(by_angle, 1, axis=1)
+        by_scale = by_scale + np.pad(by_scale, ((0, 0), (1, 0)))[:, :17]
+        return np.minimum(by_angle.max(axis=1), by_scale.max(axis=1))
 
     def search(self, queries: Sequence[LocalFeatures], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (scores, ids) per query, best first; missing slots are (-inf, -1)."""
@@ -172,7 +218,9 @@ class BowIndex:
         lens = np.array([len(self._words[i]) for i in ids], np.int64)
         cat = lambda d, dt: np.concatenate([d[i] for i in ids]) if len(ids) else np.zeros(0, dt)  # noqa: E731
         tmp = directory / (FILENAME + ".tmp.npz")
+        geo = {i: self._geo.get(i, np.zeros((len(self._words[i]), 2), np.int16)) for i in ids.tolist()}
         np.savez(tmp, ids=ids, lens=lens, words=cat(self._words, np.int32), sigs=cat(self._sigs, np.uint64),
+                 geo=np.concatenate([geo[i] for i in ids.tolist()]) if len(ids) else np.zeros((0, 2), np.int16),
                  params=json.dumps(asdict(self.params)))
         tmp.replace(directory / FILENAME)
 
@@ -185,4 +233,5 @@ class BowIndex:
         for j, i in enumerate(z["ids"]):
             idx._words[int(i)] = z["words"][off[j]:off[j + 1]]
             idx._sigs[int(i)] = z["sigs"][off[j]:off[j + 1]]
+            idx._geo[int(i)] = z["geo"][off[j]:off[j + 1]]
         return idx

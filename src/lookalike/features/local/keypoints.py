@@ -59,12 +59,18 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     return rgb if rgb.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
-def _upscale(gray: np.ndarray, min_side: int | None) -> tuple[np.ndarray, float]:
-    """Enlarge small images so the longer side is at least ``min_side`` (more keypoints)."""
-    if not min_side or max(gray.shape) >= min_side:
+def _rescale(gray: np.ndarray, min_side: int | None, max_side: int | None) -> tuple[np.ndarray, float]:
+    """Enlarge small images to a longer side of ``min_side`` (more keypoints) and shrink large
+    ones to ``max_side`` (bounded time); returns the image and the scale factor applied."""
+    m = max(gray.shape[:2])
+    if min_side and m < min_side:
+        s = min_side / m
+    elif max_side and m > max_side:
+        s = max_side / m
+    else:
         return gray, 1.0
-    s = min_side / max(gray.shape)
-    return cv2.resize(gray, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC), s
+    interp = cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA
+    return cv2.resize(gray, None, fx=s, fy=s, interpolation=interp), s
 
 
 def _cv_keypoints(kps: Sequence[cv2.KeyPoint], scale: float) -> np.ndarray:
@@ -88,8 +94,8 @@ class Detector:
     kind: str = ""
     dim: int = 0
 
-    def __init__(self, max_kpts: int = 1000, min_side: int | None = None) -> None:
-        self.max_kpts, self.min_side = int(max_kpts), min_side
+    def __init__(self, max_kpts: int = 1000, min_side: int | None = None, max_side: int | None = 1024) -> None:
+        self.max_kpts, self.min_side, self.max_side = int(max_kpts), min_side, max_side
 
     def detect(self, rgb: np.ndarray) -> LocalFeatures:
         raise NotImplementedError
@@ -98,7 +104,7 @@ class Detector:
         return [self.detect(im) for im in images]
 
     def config(self) -> dict:
-        return {"kind": self.kind, "max_kpts": self.max_kpts, "min_side": self.min_side}
+        return {"kind": self.kind, "max_kpts": self.max_kpts, "min_side": self.min_side, "max_side": self.max_side}
 
 
 DETECTORS: Registry[Callable[..., Detector]] = Registry("local detector")
@@ -110,16 +116,16 @@ class SiftDetector(Detector):
 
     kind, dim = "sift", 128
 
-    def __init__(self, max_kpts: int = 1000, min_side: int | None = 640,
+    def __init__(self, max_kpts: int = 1000, min_side: int | None = 640, max_side: int | None = 1024,
                  contrast_threshold: float = 0.04) -> None:
-        super().__init__(max_kpts, min_side)
+        super().__init__(max_kpts, min_side, max_side)
         self.contrast_threshold = contrast_threshold
         # ask for more than needed: OpenCV's cap counts duplicated (multi-orientation) points
         self._cv = cv2.SIFT_create(nfeatures=0, contrastThreshold=contrast_threshold)
 
     def detect(self, rgb: np.ndarray) -> LocalFeatures:
         gray = to_gray(rgb)
-        g, s = _upscale(gray, self.min_side)
+        g, s = _rescale(gray, self.min_side, self.max_side)
         kps, desc = self._cv.detectAndCompute(g, None)
         kps, desc = _strongest(kps, desc, self.max_kpts)
         d = quantise_rootsift(desc) if desc is not None else np.zeros((0, 128), np.uint8)
@@ -135,13 +141,13 @@ class OrbDetector(Detector):
 
     kind, dim = "orb", 256
 
-    def __init__(self, max_kpts: int = 1000, min_side: int | None = 640) -> None:
-        super().__init__(max_kpts, min_side)
+    def __init__(self, max_kpts: int = 1000, min_side: int | None = 640, max_side: int | None = 1024) -> None:
+        super().__init__(max_kpts, min_side, max_side)
         self._cv = cv2.ORB_create(nfeatures=self.max_kpts)
 
     def detect(self, rgb: np.ndarray) -> LocalFeatures:
         gray = to_gray(rgb)
-        g, s = _upscale(gray, self.min_side)
+        g, s = _rescale(gray, self.min_side, self.max_side)
         kps, desc = self._cv.detectAndCompute(g, None)
         kps, desc = _strongest(kps, desc, self.max_kpts)
         d = desc if desc is not None else np.zeros((0, 32), np.uint8)
@@ -154,8 +160,8 @@ class XFeatDetector(Detector):
 
     kind, dim = "xfeat", 64
 
-    def __init__(self, max_kpts: int = 1000, min_side: int | None = None) -> None:
-        super().__init__(max_kpts, min_side)
+    def __init__(self, max_kpts: int = 1000, min_side: int | None = None, max_side: int | None = 1024) -> None:
+        super().__init__(max_kpts, min_side, max_side)
         self._xf = None
 
     @property
@@ -169,10 +175,7 @@ class XFeatDetector(Detector):
 
         h, w = rgb.shape[:2]
         im = rgb if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=2)
-        s = 1.0
-        if self.min_side and max(h, w) < self.min_side:
-            s = self.min_side / max(h, w)
-            im = cv2.resize(im, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
+        im, s = _rescale(im, self.min_side, self.max_side)
         x = torch.from_numpy(np.array(im)).permute(2, 0, 1)[None].float()
         out = self.model.detectAndCompute(x, top_k=self.max_kpts)[0]
         xy = out["keypoints"].numpy().astype(np.float32) / s

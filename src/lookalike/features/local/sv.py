@@ -46,13 +46,15 @@ class SpatialVerification(Reranker):
         self._stores: dict[Path, LocalFeatureStore] = {}
         self.features: dict[int, LocalFeatures] = {}  # in-memory features for use without an index dir
 
-    def _store(self, directory: Path | None) -> LocalFeatureStore | None:
-        if directory is None:
-            return None
+    def feature_store(self, directory: Path) -> LocalFeatureStore:
+        """The ``LocalFeatureStore`` of an index directory (one open connection per directory)."""
         d = Path(directory)
         if d not in self._stores:
             self._stores[d] = LocalFeatureStore(d)
         return self._stores[d]
+
+    def _store(self, directory: Path | None) -> LocalFeatureStore | None:
+        return None if directory is None else self.feature_store(directory)
 
     def query_features(self, context: Any) -> LocalFeatures:
         given = getattr(context, "local_features", None)  # precomputed (benchmarks)
@@ -69,28 +71,34 @@ class SpatialVerification(Reranker):
         return self.detector.detect(img)
 
     def candidate_features(self, ids: Sequence[int], context: Any) -> list[LocalFeatures | None]:
-        """Stored features of ``ids``; missing ones are extracted from catalog paths and stored."""
+        """Features of ``ids``: from the index's ``LocalFeatureStore`` (or the in-memory
+        ``features``); missing ones are extracted from the catalog's paths and kept."""
         store = self._store(getattr(context, "index_dir", None))
-        if store is None:
-            return [self.features.get(int(i)) for i in ids]
-        feats = store.get_many(ids)
         catalog = getattr(context, "catalog", None)
+        if store is None and catalog is None and not self.features:
+            raise NotImplementedError("sv needs local features of the database: search an index "
+                                      "(they are stored when it is built) or give a catalog")
+        feats = store.get_many(ids) if store is not None else [self.features.get(int(i)) for i in ids]
         missing = [j for j, f in enumerate(feats) if f is None]
-        if missing and catalog is not None:
-            from ...io import ImageError, load_image
+        if not missing or catalog is None:
+            return feats
+        from ...io import ImageError, load_image
 
-            new_ids, new_feats = [], []
-            for j in missing:
-                row = catalog.get(int(ids[j]))
-                if row is None:
-                    continue
-                try:
-                    feats[j] = self.detector.detect(load_image(row.path))
-                except ImageError:
-                    continue
-                new_ids.append(int(ids[j]))
-                new_feats.append(feats[j])
+        new_ids, new_feats = [], []
+        for j in missing:
+            row = catalog.get(int(ids[j]))
+            if row is None:
+                continue
+            try:
+                feats[j] = self.detector.detect(load_image(row.path))
+            except ImageError:
+                continue
+            new_ids.append(int(ids[j]))
+            new_feats.append(feats[j])
+        if store is not None:
             store.add(new_ids, new_feats)
+        else:
+            self.features.update(zip(new_ids, new_feats))
         return feats
 
     def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray, store: VectorStore,

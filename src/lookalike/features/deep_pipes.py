@@ -1,0 +1,87 @@
+"""Registers the deep global-descriptor pipelines: one per aggregation, a fusion, and whitened forms.
+
+``fc``, ``spoc``, ``mac``, ``rmac``, ``gem``, ``crow``, ``scda``, ``pwa``, ``cam``: EfficientNet-Lite2
+conv map pooled by that aggregation, L2, cosine. ``fusion-gem-crow``: both from one backbone pass,
+concatenated. Each name has a ``-pcaw`` form whose PCA-whitening is learned (on the collection
+when indexing, on ``fit_on`` in ``lookalike eval``) and stored with the index.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..pipeline import PIPELINES, Pipeline
+from ..postprocess import Fusion, PCAWhitening
+from .deep import DeepExtractor
+
+# Backbone passes shared by every deep pipeline here (see bench/results_global.md).
+DEEP_BASE: dict[str, Any] = dict(backbone="efficientnet-lite2", max_side=352, scales=(1.0,), flip=False)
+
+# PCA-whitening of the -pcaw pipelines: 256 axes, eigenvalues regularised by 1% of the largest
+# (best on holidays300 when learned on the collection itself; see bench/results_global.md).
+WHITEN: dict[str, Any] = dict(dim=256, eps=0.01)
+
+AGGREGATIONS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "fc": ("fc", {}, "ImageNet classifier logits (1000-D)"),
+    "spoc": ("spoc", {}, "sum pooling (SPoC)"),
+    "mac": ("mac", {}, "max pooling (MAC)"),
+    "rmac": ("rmac", {}, "regional max pooling (R-MAC, 3 levels)"),
+    "gem": ("gem", {}, "generalised-mean pooling (GeM, p=3)"),
+    "crow": ("crow", {}, "cross-dimensional weighting (CroW)"),
+    "scda": ("scda", {}, "average+max pooling over the main object's mask (SCDA)"),
+    "pwa": ("pwa", {}, "part-based weighting with 4 part channels (PWA)"),
+    "cam": ("cam", {}, "class-activation-map weighted pooling, top 5 classes"),
+}
+
+
+def deep_extractor(aggregation: str, **overrides: Any) -> DeepExtractor:
+    agg, params, _ = AGGREGATIONS[aggregation]
+    return DeepExtractor(aggregator=agg, **{**DEEP_BASE, **params, **overrides})
+
+
+class DeepPipeline(Pipeline):
+    """A pipeline whose post-processing may still be unfitted: before the fit, ``prepare`` gives
+    zero vectors of the final dimension (so an empty store can be sized), never wrong vectors."""
+
+    def prepare(self, raw: np.ndarray) -> np.ndarray:
+        if self.needs_fit:
+            x = np.asarray(raw, np.float32)
+            for p in self.post:
+                x = p.unfitted_output(x) if not getattr(p, "fitted", True) else p.apply(x)
+            return x
+        return super().prepare(raw)
+
+
+def _post(whiten: bool) -> list[Any]:
+    return [PCAWhitening(**WHITEN)] if whiten else []
+
+
+def _single(name: str, whiten: bool) -> Callable[..., Pipeline]:
+    _, _, what = AGGREGATIONS[name]
+
+    def factory(**_: Any) -> Pipeline:
+        return DeepPipeline(name + ("-pcaw" if whiten else ""), deep_extractor(name), post=_post(whiten),
+                        description=f"EfficientNet-Lite2, {what}" + (", PCA-whitened" if whiten else ""))
+
+    factory.__doc__ = f"Deep global descriptor: {what}" + ("; learned PCA-whitening." if whiten else ".")
+    return factory
+
+
+def _fusion(whiten: bool) -> Callable[..., Pipeline]:
+    def factory(**_: Any) -> Pipeline:
+        ex = Fusion(deep_extractor("gem"), deep_extractor("crow"))
+        return DeepPipeline("fusion-gem-crow" + ("-pcaw" if whiten else ""), ex, post=_post(whiten),
+                        description="GeM and CroW from one backbone pass, concatenated"
+                        + (", PCA-whitened" if whiten else ""))
+
+    factory.__doc__ = "Deep global descriptor: GeM and CroW concatenated" + (
+        "; learned PCA-whitening." if whiten else ".")
+    return factory
+
+
+for _name in AGGREGATIONS:
+    for _w in (False, True):
+        PIPELINES.register(_name + ("-pcaw" if _w else ""))(_single(_name, _w))
+for _w in (False, True):
+    PIPELINES.register("fusion-gem-crow" + ("-pcaw" if _w else ""))(_fusion(_w))

@@ -1,0 +1,1 @@
+"""Local features: keypoints and descriptors, bag of words, VLAD and spatial verification."""

@@ -1,0 +1,136 @@
+"""A learned bridge from image descriptors (e.g. GeM EfficientNet-Lite2 vectors) into the sentence
+embedding space, trained on captioned images with a symmetric InfoNCE loss.
+
+Training needs PyTorch; the saved file (``.npz``: weights and settings) is applied with NumPy, so
+searching never imports torch.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BRIDGE_FILE = "text_bridge.npz"
+
+
+@dataclass
+class BridgeConfig:
+    hidden: int = 0  # 0: a single linear map
+    dropout: float = 0.5
+    input_dropout: float = 0.5
+    standardize: bool = False  # centre and scale each input dimension (training statistics)
+    temperature: float = 0.05
+    epochs: int = 200
+    batch: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    threads: int = 1  # small matrices: more threads only add contention
+
+
+class TextBridge:
+    """``project(image_vectors) -> (N, text_dim)`` unit rows comparable with sentence embeddings."""
+
+    def __init__(self, config: BridgeConfig | None = None) -> None:
+        self.config = config or BridgeConfig()
+        self.weights: dict[str, np.ndarray] = {}
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.weights)
+
+    @property
+    def in_dim(self) -> int:
+        return int(self.weights["w0"].shape[1])
+
+    def fit(self, image_vectors: np.ndarray, text_vectors: np.ndarray, owner: np.ndarray) -> "TextBridge":
+        """Learn from captions: ``text_vectors[j]`` (unit sentence embeddings) describes image
+        ``owner[j]`` (a row of ``image_vectors``). Each step draws a batch of distinct images and one
+        of their captions; the loss is symmetric InfoNCE over the batch."""
+        import torch
+        import torch.nn.functional as F
+
+        c = self.config
+        prev_threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, c.threads))
+        try:
+            return self._fit(torch, F, image_vectors, text_vectors, owner)
+        finally:
+            torch.set_num_threads(prev_threads)
+
+    def _fit(self, torch, F, image_vectors, text_vectors, owner) -> "TextBridge":
+        c = self.config
+        torch.manual_seed(c.seed)
+        X0 = np.asarray(image_vectors, np.float32)
+        mu = X0.mean(0) if c.standardize else np.zeros(X0.shape[1], np.float32)
+        sd = X0.std(0) + 1e-6 if c.standardize else np.ones(X0.shape[1], np.float32)
+        X = torch.as_tensor((X0 - mu) / sd)
+        T = torch.as_tensor(np.asarray(text_vectors, np.float32))
+        owner = np.asarray(owner, np.int64)
+        caps = [np.nonzero(owner == i)[0] for i in range(len(X))]
+        have = np.array([i for i in range(len(X)) if len(caps[i])], np.int64)
+        layers: list[torch.nn.Module] = [torch.nn.Dropout(c.input_dropout)]
+        if c.hidden:
+            layers += [torch.nn.Linear(X.shape[1], c.hidden), torch.nn.GELU(approximate="tanh"), torch.nn.Dropout(c.dropout),
+                       torch.nn.Linear(c.hidden, T.shape[1])]
+        else:
+            layers += [torch.nn.Linear(X.shape[1], T.shape[1])]
+        net = torch.nn.Sequential(*layers)
+        opt = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        steps = max(1, len(have) // c.batch) * c.epochs
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+        rng = np.random.default_rng(c.seed)
+        net.train()
+        for _ in range(c.epochs):
+            perm = have[rng.permutation(len(have))]
+            for s in range(0, max(1, len(perm) - c.batch + 1), c.batch):
+                imgs = perm[s:s + c.batch]
+                cap = np.array([rng.choice(caps[i]) for i in imgs])
+                z = F.normalize(net(X[imgs]), dim=-1)
+                logits = z @ T[cap].T / c.temperature
+                target = torch.arange(len(imgs))
+                loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+        lin = [m for m in net if isinstance(m, torch.nn.Linear)]
+        self.weights = {"mu": mu.astype(np.float32), "sd": sd.astype(np.float32)}
+        for k, m in enumerate(lin):
+            self.weights[f"w{k}"] = m.weight.detach().numpy().copy()
+            self.weights[f"b{k}"] = m.bias.detach().numpy().copy()
+        return self
+
+    def project(self, image_vectors: np.ndarray) -> np.ndarray:
+        if not self.fitted:
+            raise RuntimeError("the bridge is not trained")
+        x = (np.asarray(image_vectors, np.float32) - self.weights["mu"]) / self.weights["sd"]
+        n = len([k for k in self.weights if k.startswith("w")])
+        for k in range(n):
+            x = x @ self.weights[f"w{k}"].T + self.weights[f"b{k}"]
+            if k < n - 1:  # GELU, tanh form (as trained)
+                x = 0.5 * x * (1 + np.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
+        return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        if path.is_dir():
+            path = path / BRIDGE_FILE
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        cfg = {f"cfg_{k}": np.asarray(v) for k, v in self.config.__dict__.items()}
+        np.savez(tmp, **self.weights, **cfg)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TextBridge":
+        path = Path(path)
+        if path.is_dir():
+            path = path / BRIDGE_FILE
+        z = np.load(path)
+        cfg = BridgeConfig(**{k[4:]: z[k].item() for k in z.files if k.startswith("cfg_")})
+        b = cls(cfg)
+        b.weights = {k: z[k] for k in z.files if not k.startswith("cfg_")}
+        return b

@@ -1,0 +1,90 @@
+"""A fine-tuned model on disk: a folder usable wherever a packaged backbone is.
+
+``MODEL/model.json`` names the backbone, the weights file (the whole network's state dict, named
+by a hash of its content so that every retraining gets its own ONNX export and feature caches),
+the learned GeM exponent, the input size and an optional learned whitening (``whiten.npz``).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FORMAT = "lookalike-model/1"
+
+
+@dataclass
+class ModelSpec:
+    """What ``model.json`` says, with paths made absolute."""
+
+    folder: Path
+    backbone: str
+    weights: Path
+    p: float
+    max_side: int
+    whitening: Path | None
+    info: dict[str, Any]
+
+    def extractor_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``DeepExtractor`` that reproduce the trained descriptor."""
+        return dict(backbone=self.backbone, aggregator="gem", max_side=self.max_side,
+                    weights=str(self.weights), p=round(self.p, 4))
+
+    def post_steps(self) -> list[Any]:
+        """Post-processing steps of the model (the learned whitening when there is one)."""
+        if self.whitening is None:
+            return []
+        from .whiten import LearnedWhitening
+
+        return [LearnedWhitening().load(self.whitening.parent)]
+
+
+def load_model(path: str | Path) -> ModelSpec:
+    """The model in folder ``path`` (or its ``model.json``)."""
+    path = Path(path)
+    folder = path.parent if path.is_file() else path
+    meta_file = folder / "model.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{path}: not a trained model (no model.json); make one with `lookalike train`")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_file}: unknown format {meta.get('format')!r}")
+    folder = folder.resolve()
+    white = folder / meta["whitening"] if meta.get("whitening") else None
+    return ModelSpec(folder, meta["backbone"], folder / meta["weights"], float(meta["p"]),
+                     int(meta["max_side"]), white, meta)
+
+
+def save_model(folder: Path, backbone: str, state_dict: dict, p: float, max_side: int,
+               whitening: Any | None = None, info: dict[str, Any] | None = None) -> Path:
+    """Write the weights (content-named), the optional whitening and ``model.json`` atomically."""
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(state_dict, buf)
+    data = buf.getvalue()
+    name = f"{backbone}-{hashlib.sha1(data).hexdigest()[:12]}.pth"
+    if not (folder / name).exists():
+        tmp = folder / (name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, folder / name)
+    if whitening is not None:
+        whitening.save(folder)
+    elif (folder / "whiten.npz").exists():
+        (folder / "whiten.npz").unlink()
+    meta = {"format": FORMAT, "backbone": backbone, "weights": name, "aggregator": "gem", "p": float(p),
+            "max_side": int(max_side), "whitening": "whiten.npz" if whitening is not None else None,
+            **({"training": info} if info else {})}
+    tmp = folder / "model.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, folder / "model.json")
+    for old in folder.glob(f"{backbone}-*.pth"):
+        if old.name != name:
+            old.unlink()
+    return folder

@@ -1,0 +1,73 @@
+"""Learned whitening from matching pairs (Radenović et al., "Lw"): the positive pairs' difference
+covariance is whitened, then the whitened data's principal directions become the axes."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..features.aggregators import l2n
+from ..postprocess import Step
+
+
+def learn_whitening(x: np.ndarray, qi: np.ndarray, pi: np.ndarray, eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (D,), projection (D, D)) from descriptors ``x`` (N, D) and matching pairs (qi[k], pi[k])."""
+    x = np.asarray(x, np.float64)
+    mean = x[qi].mean(axis=0)
+    diff = x[qi] - x[pi]
+    s = diff.T @ diff / len(diff)
+    s += eps * np.trace(s) / len(s) * np.eye(len(s))
+    p = np.linalg.inv(np.linalg.cholesky(s))
+    xw = (x - mean) @ p.T
+    vals, vecs = np.linalg.eigh(xw.T @ xw)
+    order = np.argsort(vals)[::-1]
+    proj = p.T @ vecs[:, order]
+    return mean.astype(np.float32), proj.astype(np.float32)
+
+
+def positive_pairs(labels: np.ndarray, per_image: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``per_image`` random same-class partners for every image."""
+    qi, pi = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < 2:
+            continue
+        for i in idx:
+            others = idx[idx != i]
+            for j in rng.choice(others, min(per_image, len(others)), replace=False):
+                qi.append(i)
+                pi.append(j)
+    return np.array(qi, np.int64), np.array(pi, np.int64)
+
+
+class LearnedWhitening(Step):
+    """Post-processing step applying a learned whitening: (x − mean) · P, then L2."""
+
+    name = "lw"
+    FILE = "whiten.npz"
+
+    def __init__(self, mean: np.ndarray | None = None, proj: np.ndarray | None = None) -> None:
+        self.mean, self.proj = mean, proj
+
+    @property
+    def fitted(self) -> bool:  # type: ignore[override]
+        return self.proj is not None
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        if self.proj is None or self.mean is None:
+            raise RuntimeError("learned whitening is not loaded")
+        return l2n((np.asarray(x, np.float32) - self.mean) @ self.proj)
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / self.FILE, mean=self.mean, proj=self.proj)
+
+    def load(self, directory: Path) -> "LearnedWhitening":
+        with np.load(Path(directory) / self.FILE) as z:
+            self.mean, self.proj = z["mean"], z["proj"]
+        return self
+
+    def config(self) -> dict[str, Any]:
+        return {"step": self.name, "dim": None if self.proj is None else int(self.proj.shape[1])}

@@ -1,0 +1,93 @@
+"""The ONNX backbone's classifier access and DeepExtractor: region queries, foreground, paths."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.features.deep import DeepExtractor, crop_map, mask_box
+
+
+def stripes(h: int = 160, w: int = 160, period: int = 8) -> np.ndarray:
+    x = (np.arange(w) // (period // 2)) % 2
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, :, 0] = (x * 220)[None, :]
+    img[:, :, 1] = 40
+    return img
+
+
+def checker(h: int = 160, w: int = 160, cell: int = 20) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    c = ((yy // cell + xx // cell) % 2).astype(np.uint8) * 200
+    return np.stack([c // 4, c, 255 - c], axis=-1)
+
+
+@pytest.fixture(scope="module")
+def gem() -> DeepExtractor:
+    return DeepExtractor(aggregator="gem", max_side=160)
+
+
+def test_crop_map_by_hand():
+    fmap = np.arange(2 * 4 * 6, dtype=np.float32).reshape(2, 4, 6)
+    np.testing.assert_array_equal(crop_map(fmap, (0.0, 0.0, 0.5, 1.0)), fmap[:, :, :3])
+    np.testing.assert_array_equal(crop_map(fmap, (0.5, 0.5, 1.0, 1.0)), fmap[:, 2:, 3:])
+    assert crop_map(fmap, (0.99, 0.99, 1.0, 1.0)).shape == (2, 1, 1)  # never empty
+
+
+def test_mask_box_by_hand():
+    m = np.zeros((4, 8), bool)
+    m[1:3, 2:4] = True
+    assert mask_box(m) == (0.25, 0.25, 0.5, 0.75)
+    assert mask_box(np.zeros((3, 3), bool)) == (0.0, 0.0, 1.0, 1.0)
+
+
+def test_classifier_reproduces_logits(gem):
+    weight, bias = gem.net.classifier()
+    assert weight.shape == (1000, 1280) and bias.shape == (1000,)
+    fmap, logits = gem.net.run([checker(128, 96)])[0]
+    np.testing.assert_allclose(weight @ fmap.mean(axis=(1, 2)) + bias, logits, atol=1e-3)
+
+
+def test_describe_is_unit_norm_and_full_box_is_whole_image(gem):
+    img = checker()
+    v = gem.describe([img, stripes()])
+    assert v.shape == (2, 1280) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(gem.describe_box(img, (0, 0, 160, 160)), v[0], atol=1e-6)
+    with pytest.raises(ValueError):
+        gem.describe_box(img, (200, 200, 10, 10))
+
+
+def test_box_describes_only_its_part(gem):
+    a, b = stripes(), checker()
+    both = np.concatenate([a, b], axis=1)  # 160 x 320: stripes left, checker right
+    va, vb = gem.describe([a, b])
+    wide = DeepExtractor(aggregator="gem", max_side=320)  # the halves keep the scale of a and b
+    left = wide.describe_box(both, (0, 0, 160, 160))
+    right = wide.describe_box(both, (160, 0, 160, 160))
+    assert left @ va > left @ vb and right @ vb > right @ va
+
+
+def test_localise_finds_textured_object():
+    ex = DeepExtractor(aggregator="gem", max_side=256)
+    img = np.full((256, 256, 3), 128, np.uint8)
+    img[96:224, 32:160] = checker(128, 128, 16)
+    for method in ("scda", "cam"):
+        x, y, w, h = ex.localise(img, method)
+        ix = max(0.0, min(x + w, 160) - max(x, 32)) * max(0.0, min(y + h, 224) - max(y, 96))
+        assert ix / (w * h + 128 * 128 - ix) > 0.3, method
+    fg = DeepExtractor(aggregator="gem", max_side=256, foreground="scda")
+    assert fg.describe([img]).shape == (1, 1280)
+
+
+def test_cam_multiscale_flip_and_paths(tmp_path):
+    ex = DeepExtractor(aggregator="cam", max_side=128, scales=(1.0, 0.75), flip=True, top=3)
+    imgs = [checker(120, 90), stripes(90, 120)]
+    paths = []
+    for i, im in enumerate(imgs):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(im).save(paths[-1])
+    v = ex.describe(imgs)
+    assert v.shape == (2, 1280) and np.isfinite(v).all()
+    np.testing.assert_allclose(ex.describe_paths(paths, batch=1), v, atol=1e-5)
+    assert ex.config()["scales"] == [1.0, 0.75] and ex.config()["params"] == {"top": 3}

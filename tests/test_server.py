@@ -1,0 +1,346 @@
+"""The HTTP API on a small colour-pipeline index: every endpoint and every safety rule."""
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+import lookalike
+from conftest import synthetic_photo
+from lookalike import api
+from lookalike.api import Index
+from lookalike.server import create_app
+from lookalike.server.live import RWLock
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def jpeg(seed: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(synthetic_photo(seed)).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def index_dir(photo_dir: Path, tmp_path: Path) -> Path:
+    idx = lookalike.open(tmp_path / "idx", pipeline="color")
+    (photo_dir / "broken.jpg").write_text("not an image")  # recorded as an error row, never served
+    idx.add([photo_dir])
+    idx.close()
+    return tmp_path / "idx"
+
+
+@pytest.fixture
+def client(index_dir: Path):
+    with TestClient(create_app(index_dir, token=TOKEN, max_upload_mb=0.25, reload_every=0)) as c:
+        yield c
+
+
+def ids_of(c: TestClient, name: str) -> int:
+    items = c.get("/images?limit=100").json()["items"]
+    return next(it["id"] for it in items if it["path"].endswith(name))
+
+
+# -- reading -------------------------------------------------------------------------------------
+def test_health_stats_listing_and_page(client):
+    assert client.get("/healthz").json() == {"status": "ok", "images": 8}
+    s = client.get("/stats").json()
+    assert (s["images"], s["errors"], s["pipeline"], s["store"]) == (8, 1, "color", "FlatStore")
+    assert "index" not in s and s["max_upload_bytes"] == int(0.25 * 1024 * 1024)
+    page = client.get("/images?offset=2&limit=3").json()
+    assert page["total"] == 8 and len(page["items"]) == 3 and page["offset"] == 2
+    html = client.get("/")
+    assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+    assert "default-src 'self'" in html.headers["content-security-policy"]
+    for asset in ("/static/app.js", "/static/style.css"):
+        r = client.get(asset)
+        assert r.status_code == 200 and "http://" not in r.text and "https://" not in r.text
+    assert "http" not in html.text.replace("http-equiv", "")  # nothing from the internet
+    assert client.get("/openapi.json").json()["info"]["title"] == "lookalike"
+    docs = client.get("/docs").text  # the API docs page works offline too
+    assert "swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    js = docs.split('src="')[1].split('"')[0]
+    assert client.get(js).status_code == 200
+
+
+def test_search_by_upload_by_id_and_text(client, photo_dir):
+    r = client.post("/search?k=3", files={"image": ("q.jpg", (photo_dir / "img3.jpg").read_bytes(), "image/jpeg")})
+    body = r.json()
+    assert r.status_code == 200 and len(body["results"]) == 3 and body["took_ms"] > 0
+    top = body["results"][0]
+    assert top["path"].endswith("img3.jpg") and top["score"] == pytest.approx(1.0, abs=1e-4)
+    assert set(top) >= {"id", "path", "score"}
+    r = client.get(f"/search?id={top['id']}&k=2").json()
+    assert r["results"][0]["id"] == top["id"] and len(r["results"]) == 2
+    assert client.get("/search?id=9999").status_code == 404
+    assert client.get("/search").status_code == 400
+    assert client.get("/search?id=1&text=a").status_code == 400
+    r = client.get("/search?text=a red car")
+    assert r.status_code == 501 and "not supported by pipeline 'color'" in r.json()["detail"]
+    assert client.get("/search?id=1&k=0").status_code == 422
+
+
+def test_originals_and_cached_thumbnails(client, index_dir, photo_dir):
+    i = ids_of(client, "img2.jpg")
+    r = client.get(f"/images/{i}")
+    assert r.status_code == 200 and r.content == (photo_dir / "img2.jpg").read_bytes()
+    t = client.get(f"/images/{i}/thumb")
+    assert t.status_code == 200 and t.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(t.content)).size == (160, 120)  # never upscaled
+    cached = list((index_dir / "thumbs").glob(f"{i}-*.jpg"))
+    assert len(cached) == 1 and client.get(f"/images/{i}/thumb").content == cached[0].read_bytes()
+    assert client.get("/images/9999").status_code == 404
+    assert client.get("/images/9999/thumb").status_code == 404
+
+
+def test_only_indexed_files_are_served(client, index_dir):
+    broken = client.app.state.index.catalog.by_path(str(index_dir.parent / "photos" / "broken.jpg"))
+    assert broken is not None and broken.status == "error"
+    assert client.get(f"/images/{broken.id}").status_code == 404  # an error row is not served
+    for url in ("/images/../../etc/passwd", "/images/%2e%2e/%2e%2e/etc/passwd", "/images/..%2F..%2Fetc%2Fpasswd",
+                "/images/1/../../../etc/passwd", "/images/-1", "/images/1.0", "/static/../catalog.sqlite",
+                "/static/%2e%2e/app.py", "/images/abc/thumb"):
+        r = client.get(url)
+        assert r.status_code == 404, url
+        assert b"root:" not in r.content and b"SQLite" not in r.content
+
+
+# -- writing -------------------------------------------------------------------------------------
+def test_writes_need_the_token(client):
+    files = {"image": ("new.jpg", jpeg(50), "image/jpeg")}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
+                    {"Authorization": f"Basic {TOKEN}"}):
+        r = client.post("/images", files=files, headers=headers)
+        assert r.status_code == 401, headers
+        assert client.delete("/images/1", headers=headers).status_code == 401
+    assert client.get("/healthz").json()["images"] == 8
+
+
+def test_add_then_delete_through_the_api(client, index_dir):
+    data = jpeg(50)
+    r = client.post("/images", files={"image": ("new.jpg", data, "image/jpeg")}, headers=AUTH)
+    assert r.status_code == 201
+    new = r.json()["id"]
+    saved = index_dir / "uploads" / f"{hashlib.sha1(data).hexdigest()}.jpg"
+    assert saved.read_bytes() == data
+    hit = client.get(f"/search?id={new}&k=1").json()["results"][0]
+    assert hit["id"] == new and hit["path"] == str(saved)
+    again = client.post("/images", files={"image": ("copy.jpg", data, "image/jpeg")}, headers=AUTH)
+    assert again.status_code == 200 and again.json()["id"] == new  # same content, same image
+    two = client.post("/images", headers=AUTH, files=[("image", ("a.jpg", jpeg(51), "image/jpeg")),
+                                                      ("image", ("b.png", _png(52), "image/png"))])
+    assert two.status_code == 201 and len(set(two.json()["ids"])) == 2
+    assert client.get("/healthz").json()["images"] == 11
+    assert client.delete(f"/images/{new}", headers=AUTH).status_code == 204
+    assert client.get(f"/images/{new}").status_code == 404 and not saved.exists()
+    assert client.delete(f"/images/{new}", headers=AUTH).status_code == 404
+    first = ids_of(client, "img0.jpg")
+    assert all(h["id"] != new for h in client.get(f"/search?id={first}&k=20").json()["results"])
+
+
+def _png(seed: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(synthetic_photo(seed)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_upload_limits(client):
+    big = b"\xff\xd8" + bytes(300 * 1024)
+    for url, headers in (("/search", {}), ("/images", AUTH)):
+        r = client.post(url, files={"image": ("big.jpg", big, "image/jpeg")}, headers=headers)
+        assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: counted while reading
+        for _ in range(40):
+            yield bytes(16 * 1024)
+
+    r = client.post("/search", content=chunks(), headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413
+
+
+def test_bad_images_are_refused_clearly(client):
+    r = client.post("/search", files={"image": ("a.jpg", b"hello, not an image", "image/jpeg")})
+    assert r.status_code == 422 and "not a recognised image format" in r.json()["detail"]
+    buf = io.BytesIO()
+    Image.new("1", (10000, 9000)).save(buf, "PNG")  # 90 Mpixels in a few kB
+    assert len(buf.getvalue()) < 200_000
+    for url, headers in (("/search", {}), ("/images", AUTH)):
+        r = client.post(url, files={"image": ("bomb.png", buf.getvalue(), "image/png")}, headers=headers)
+        assert r.status_code == 400 and "decompression bomb" in r.json()["detail"]
+    r = client.post("/images", files={"image": ("t.jpg", b"GIF89a broken", "image/gif")}, headers=AUTH)
+    assert r.status_code == 422
+    assert client.get("/healthz").json()["images"] == 8
+
+
+def test_cors_only_when_asked(index_dir):
+    pre = {"Origin": "http://example.org", "Access-Control-Request-Method": "POST"}
+    with TestClient(create_app(index_dir, token=TOKEN)) as c:
+        assert "access-control-allow-origin" not in c.get("/healthz", headers={"Origin": "http://example.org"}).headers
+        assert "access-control-allow-origin" not in c.options("/search", headers=pre).headers
+    with TestClient(create_app(index_dir, token=TOKEN, cors=["http://example.org"])) as c:
+        r = c.get("/healthz", headers={"Origin": "http://example.org"})
+        assert r.headers["access-control-allow-origin"] == "http://example.org"
+        other = c.get("/healthz", headers={"Origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_generated_token_when_none_given(index_dir):
+    app = create_app(index_dir)
+    assert len(app.state.token) >= 30 and app.state.token != create_app(index_dir).state.token
+    with TestClient(app) as c:
+        r = c.post("/images", files={"image": ("n.jpg", jpeg(60), "image/jpeg")},
+                   headers={"Authorization": f"Bearer {app.state.token}"})
+        assert r.status_code == 201
+
+
+def test_explain_returns_a_png(client):
+    a, b = ids_of(client, "img1.jpg"), ids_of(client, "img2.jpg")
+    r = client.get(f"/explain?query_id={a}&id={b}")
+    assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get(f"/explain?query_id={a}&id=9999").status_code == 404
+    assert client.get("/stats").json()["explain"] is True
+
+
+# -- concurrency ---------------------------------------------------------------------------------
+def test_searches_do_not_wait_for_extraction(client, monkeypatch):
+    original = api.process_batch
+
+    def slow(*args, **kwargs):
+        time.sleep(1.5)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(api, "process_batch", slow)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=client.post(
+        "/images", files={"image": ("s.jpg", jpeg(70), "image/jpeg")}, headers=AUTH)))
+    first = ids_of(client, "img0.jpg")
+    t.start()
+    time.sleep(0.3)
+    t0 = time.perf_counter()
+    r = client.get(f"/search?id={first}&k=5")
+    waited = time.perf_counter() - t0
+    assert t.is_alive(), "the add finished too early for this test to mean anything"
+    assert r.status_code == 200 and len(r.json()["results"]) == 5 and waited < 1.0
+    t.join()
+    assert out["r"].status_code == 201 and client.get("/healthz").json()["images"] == 9
+
+
+def test_search_while_adding_never_fails(client):
+    errors, done = [], threading.Event()
+    first = ids_of(client, "img0.jpg")
+
+    def searcher():
+        while not done.is_set():
+            r = client.get(f"/search?id={first}&k=5")
+            if r.status_code != 200 or r.json()["results"][0]["id"] != first:
+                errors.append(r.status_code)
+
+    threads = [threading.Thread(target=searcher) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for s in range(100, 110):
+            assert client.post("/images", files={"image": (f"{s}.jpg", jpeg(s), "image/jpeg")},
+                               headers=AUTH).status_code == 201
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert errors == [] and client.get("/healthz").json()["images"] == 18
+
+
+def test_follows_another_writer(client, index_dir, tmp_path):
+    more = tmp_path / "more"
+    more.mkdir()
+    Image.fromarray(synthetic_photo(80)).save(more / "x80.jpg")
+    other = Index(index_dir)  # another writer (its own SQLite connection and lock file handle)
+    other.add([more])
+    new = other.catalog.by_path(str(more / "x80.jpg")).id
+    assert client.get(f"/search?id={new}&k=1").json()["results"][0]["id"] == new
+    assert client.get("/healthz").json()["images"] == 9
+    assert client.app.state.index.reloads == 1
+    lock = other._lock()  # while the other writer works, API writes answer 409, reads go on
+    try:
+        r = client.post("/images", files={"image": ("y.jpg", jpeg(81), "image/jpeg")}, headers=AUTH)
+        assert r.status_code == 409 and "another process" in r.json()["detail"]
+        assert client.get(f"/search?id={ids_of(client, 'img0.jpg')}&k=1").status_code == 200
+    finally:
+        lock.close()
+    other.remove([more])
+    other.close()
+    first = ids_of(client, "img0.jpg")
+    assert all(h["id"] != new for h in client.get(f"/search?id={first}&k=20").json()["results"])
+    assert client.get("/healthz").json()["images"] == 8
+
+
+def test_rwlock_readers_share_writers_exclude():
+    lock, log = RWLock(), []
+    inside = threading.Barrier(2)
+
+    def reader():
+        with lock.read():
+            inside.wait(timeout=2)  # both readers are inside at once
+            with lock.read():  # re-entrant while a writer may be waiting
+                time.sleep(0.1)
+            log.append("r")
+
+    def writer():
+        time.sleep(0.05)
+        with lock.write():
+            log.append("w")
+
+    ts = [threading.Thread(target=f) for f in (reader, reader, writer)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=5)
+    assert log == ["r", "r", "w"] and not any(t.is_alive() for t in ts)
+
+
+# -- the command -----------------------------------------------------------------------------------
+def test_serve_command_defaults_and_token(index_dir, monkeypatch, tmp_path):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from lookalike.cli import app
+
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kw: seen.update(kw, app=application))
+    monkeypatch.setenv("LOOKALIKE_TOKEN", "from-env")
+    r = CliRunner().invoke(app, ["serve", "--index", str(index_dir)])
+    assert r.exit_code == 0, r.output
+    assert (seen["host"], seen["port"], seen["app"].state.token) == ("127.0.0.1", 8000, "from-env")
+    assert "from-env" not in r.output
+    monkeypatch.delenv("LOOKALIKE_TOKEN")
+    r = CliRunner().invoke(app, ["serve", "--index", str(index_dir), "--max-upload-mb", "1"])
+    assert seen["app"].state.token in r.output and seen["app"].state.max_bytes == 1024 * 1024
+    r = CliRunner().invoke(app, ["serve", "--index", str(tmp_path / "nothing")])
+    assert r.exit_code == 1 and "no index here" in r.output
+
+
+def test_database_transforming_pipeline_adds_and_follows(photo_dir, tmp_path):
+    idx = lookalike.open(tmp_path / "dba", pipeline="color+dba")
+    idx.add([photo_dir])
+    idx.close()
+    with TestClient(create_app(tmp_path / "dba", token=TOKEN, reload_every=0)) as c:
+        r = c.post("/images", files={"image": ("n.jpg", jpeg(90), "image/jpeg")}, headers=AUTH)
+        assert r.status_code == 201
+        new = r.json()["id"]
+        assert c.get(f"/search?id={new}&k=1").json()["results"][0]["id"] == new
+        more = tmp_path / "more"
+        more.mkdir()
+        Image.fromarray(synthetic_photo(91)).save(more / "x.jpg")
+        other = Index(tmp_path / "dba")
+        other.add([more])
+        other_id = other.catalog.by_path(str(more / "x.jpg")).id
+        other.close()
+        assert c.get(f"/search?id={other_id}&k=1").json()["results"][0]["id"] == other_id
+        assert c.get("/healthz").json()["images"] == 10

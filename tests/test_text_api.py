@@ -1,0 +1,54 @@
+"""Text search through the index: sources gathered at index time, ``Index.search(text=...)``,
+``lookalike tag`` and removal."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import lookalike
+from lookalike.cli import app
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for name in ("lake.jpg", "street.jpg", "party.jpg"):
+        Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(root / name)
+    exif = Image.Exif()
+    exif[0x010E] = "Lighthouse on the cliffs"
+    Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(root / "coast.jpg", exif=exif)
+    (root / "lake.jpg.txt").write_text("two kayaks near the jetty", encoding="utf-8")
+    (root / "street.txt").write_text("夜晚的城市街道", encoding="utf-8")
+    idx = lookalike.open(tmp_path_factory.mktemp("idx"), pipeline="text")
+    rep = idx.add([root])
+    assert rep.added == 4
+    return idx, root
+
+
+def first(idx, text: str) -> str:
+    return idx.search(text=text, k=1).hits[0].path
+
+
+def test_index_time_sources_are_searchable(indexed):
+    idx, root = indexed
+    assert first(idx, "kayaks") == str(root / "lake.jpg")  # sidecar caption
+    assert first(idx, "lighthouse") == str(root / "coast.jpg")  # EXIF description
+    assert first(idx, "城市街道") == str(root / "street.jpg")  # Chinese sidecar, trigram
+    assert first(idx, "街") == str(root / "street.jpg")  # one character
+    assert first(idx, "party") == str(root / "party.jpg")  # file name
+
+
+def test_tag_command_and_removal(indexed):
+    idx, root = indexed
+    party = str(root / "party.jpg")
+    res = CliRunner().invoke(app, ["tag", party, "--index", str(idx.dir), "--add", "生日", "--add", "balloons"])
+    assert res.exit_code == 0, res.output
+    assert first(idx, "balloons") == party
+    assert first(idx, "生日") == party
+    res = CliRunner().invoke(app, ["tag", party, "--index", str(idx.dir), "--json"])
+    assert '"tag"' in res.output and "balloons" in res.output
+    idx.remove([root / "lake.jpg"])
+    assert all(h.path != str(root / "lake.jpg") for h in idx.search(text="kayaks", k=5).hits)
