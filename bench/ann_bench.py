@@ -130,6 +130,17 @@ def measure(store, q: np.ndarray, gt_ids: np.ndarray, k: int) -> dict:
             "batch_qps": round(len(q) / batch_s, 1), "recall@10": round(recall, 4)}
 
 
+def rss_anon_mb() -> int | None:
+    """Anonymous resident memory (Linux), i.e. RSS minus mapped file pages."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return None
+
+
 def memory_bytes(store) -> int:
     if hasattr(store, "memory_bytes"):
         return store.memory_bytes()
@@ -175,6 +186,7 @@ def run(args: argparse.Namespace) -> dict:
         "store_factory": getattr(store, "factory", "Flat"),
         "params": defaults, "build_s": round(build_s, 1), **m,
         "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
+        "rss_anon_mb": rss_anon_mb(),  # without file pages mapped from the on-disk vectors
         "bytes_per_vector": round(memory_bytes(store) / n, 1),
         "gap_10_11": round(float(np.mean(gt_scores[:, 9] - gt_scores[:, 10])), 5),
         "gap_10_11_at_2000": round(gap_10_11(Mixture(dim, 2000, args.cluster_size, args.seed).sample(2000, 0)), 5),

@@ -10,8 +10,6 @@ default pipeline and cached. Caption embeddings are cached too.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ from lookalike.config import cache_dir  # noqa: E402
 from lookalike.eval.dataset import Dataset  # noqa: E402
 from lookalike.eval.metrics import ranked_relevance, summarise  # noqa: E402
 from lookalike.text.bridge import BridgeConfig, TextBridge  # noqa: E402
-from lookalike.text.encoder import sentence_encoder  # noqa: E402
+from lookalike.text.evaluate import image_features, text_vectors  # noqa: E402
 from lookalike.text.store import TextIndex  # noqa: E402
 
 
@@ -34,20 +32,7 @@ def features(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
         z = np.load(shared)
         if list(z["ids"]) == ds.db_ids:
             return z["vectors"].astype(np.float32), z["logits"].astype(np.float32)
-    from lookalike.text.evaluate import image_features
-
     return image_features(ds)
-
-
-def caption_vectors(texts: list[str]) -> np.ndarray:
-    key = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
-    f = cache_dir() / "text" / f"captions-{key}.npy"
-    if f.exists():
-        return np.load(f)
-    v = sentence_encoder().encode(texts)
-    f.parent.mkdir(parents=True, exist_ok=True)
-    np.save(f, v)
-    return v
 
 
 def recall(S: np.ndarray, db_ids: list[str], relevant: list[list[str]]) -> dict[str, float]:
@@ -64,7 +49,7 @@ def main() -> None:
     ds = Dataset.load(args.dataset)
     X, L = features(ds)
     texts = [q.text or "" for q in ds.queries]
-    Q = caption_vectors(texts)
+    Q = text_vectors(texts)
     ids = np.arange(len(ds.db_ids), dtype=np.int64)
     ti = TextIndex(":memory:")
     ti.set_classes(ids, L)

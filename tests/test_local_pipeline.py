@@ -123,3 +123,22 @@ def test_explain_writes_a_drawing(photos, tmp_path) -> None:
     n = explain(q, d / "astronaut.png", out)
     img = np.asarray(Image.open(out))
     assert n >= 20 and img.ndim == 3 and img.shape[1] > 320
+
+
+def test_explain_command_names_the_result_by_id(photos, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from lookalike.cli import app
+
+    d, q = photos
+    idx = lookalike.open(tmp_path / "idx", pipeline="color")
+    idx.add([d])
+    rid = idx.catalog.by_path(str(d / "astronaut.png")).id
+    idx.close()
+    out = tmp_path / "x.png"
+    res = CliRunner().invoke(app, ["explain", str(q), str(rid), "--index", str(tmp_path / "idx"),
+                                   "-o", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"inliers"' in res.output and out.exists()
+    bad = CliRunner().invoke(app, ["explain", str(q), "999", "--index", str(tmp_path / "idx")])
+    assert bad.exit_code != 0 and "no indexed image" in bad.output

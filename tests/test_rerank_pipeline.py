@@ -19,8 +19,7 @@ def test_spec_searches_and_reloads(spec, tmp_path):
     ids, v, label = _clusters()
     pipe = build(spec)
     assert [s.name for s in pipe.steps] == spec.split("+")[1:]
-    pipe.fit_steps(ids, v)
-    db = pipe.transform_database(ids, v)
+    db = pipe.fit_steps(ids, v)
     assert pipe.transforms_database == ("dba" in spec)
     store = pipe.make_store(v.shape[1])
     store.add(ids, db)

@@ -52,3 +52,13 @@ def test_tag_command_and_removal(indexed):
     assert '"tag"' in res.output and "balloons" in res.output
     idx.remove([root / "lake.jpg"])
     assert all(h.path != str(root / "lake.jpg") for h in idx.search(text="kayaks", k=5).hits)
+
+
+def test_captions_file_import(indexed, tmp_path):
+    idx, root = indexed
+    caps = tmp_path / "caps.csv"
+    caps.write_text(f"path,caption\n{root / 'street.jpg'},a red tram at night\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["tag", "--index", str(idx.dir), "--captions", str(caps)])
+    assert res.exit_code == 0, res.output
+    assert "1 captions added" in res.output
+    assert first(idx, "tram") == str(root / "street.jpg")

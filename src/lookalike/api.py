@@ -204,8 +204,7 @@ class Index:
         ids = np.concatenate(ids_all)
         vecs = self.pipeline.prepare(np.concatenate(raws))
         if self.pipeline.steps:
-            self.pipeline.fit_steps(ids, vecs)
-            vecs = self.pipeline.transform_database(ids, vecs)
+            vecs = self.pipeline.fit_steps(ids, vecs)
         store = self._new_store(vecs.shape[1], n_expected=len(ids))
         store.add(ids, vecs)
         return store

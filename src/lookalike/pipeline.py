@@ -115,15 +115,15 @@ class Pipeline:
     def make_store(self, dim: int) -> VectorStore:
         return FlatStore(dim, "l2" if self.metric == "l2" else "ip")
 
-    def fit_steps(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Offline parts of the re-rank steps (DBA, diffusion graph) from the database."""
+    def fit_steps(self, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Fit the steps' offline parts (DBA, kNN graphs) in order and return the vectors to store.
+
+        Each step is fitted on the database as the steps before it left it, so a graph built after
+        DBA sees the augmented vectors that are searched.
+        """
         for s in self.steps:
             if hasattr(s, "fit"):
                 s.fit(ids, vectors)
-
-    def transform_database(self, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """Database-side steps (DBA) replace stored vectors; others leave them as they are."""
-        for s in self.steps:
             if hasattr(s, "transform_database"):
                 vectors = s.transform_database(ids, vectors)
         return vectors

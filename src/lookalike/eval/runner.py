@@ -104,8 +104,7 @@ def evaluate(dataset: str | Path, spec: str = "default", options: dict[str, Any]
     qv = pipe.prepare(q_raw)
     ids = np.arange(len(db), dtype=np.int64)
     if pipe.steps:
-        pipe.fit_steps(ids, db)
-        db = pipe.transform_database(ids, db)
+        db = pipe.fit_steps(ids, db)
     store = pipe.make_store(db.shape[1])
     store.add(ids, db)
     rels, nrel, times = [], [], []

@@ -15,10 +15,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from ..io import load_image
 from .aggregators import AGGREGATORS, PoolContext, l2n
 from .aggregators.cam import class_maps, top_classes
 from .aggregators.scda import scda_mask
-from ..io import load_image
 from .backbone import OnnxBackbone
 
 __all__ = ["DeepExtractor", "resize_max_side", "l2n", "load_rgb"]
@@ -49,7 +49,7 @@ def mask_box(mask: np.ndarray) -> RelBox:
     if not len(ys):
         return (0.0, 0.0, 1.0, 1.0)
     h, w = mask.shape
-    return (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)
+    return (float(xs.min() / w), float(ys.min() / h), float((xs.max() + 1) / w), float((ys.max() + 1) / h))
 
 
 def crop_map(fmap: np.ndarray, box: RelBox) -> np.ndarray:

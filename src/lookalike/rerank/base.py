@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..index.base import VectorStore, as_ids
+from ..index.base import VectorStore
 from ..registry import Registry
 from .knn import KnnGraph
 
@@ -119,8 +119,3 @@ def merge_head(head_scores: np.ndarray, head_ids: np.ndarray, scores: np.ndarray
         out_s = np.concatenate([out_s, np.full(pad, -np.inf, np.float32)])
         out_i = np.concatenate([out_i, np.full(pad, -1, np.int64)])
     return out_s[:width], out_i[:width]
-
-
-def valid_ids(ids: np.ndarray) -> np.ndarray:
-    ids = as_ids(ids)
-    return ids[ids >= 0]

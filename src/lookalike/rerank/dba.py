@@ -28,7 +28,7 @@ class DatabaseAugmentation(Reranker):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"n": 10, "alpha": 3.0, "min_sim": 0.5, "recip": 0}
+        return {"n": 20, "alpha": 5.0, "min_sim": 0.5, "recip": 0}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

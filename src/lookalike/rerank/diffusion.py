@@ -31,7 +31,7 @@ class Diffusion(Reranker):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"k": 20, "gamma": 8.0, "alpha": 0.99, "kq": 5, "depth": 200, "iters": 20,
+        return {"k": 20, "gamma": 10.0, "alpha": 0.99, "kq": 5, "depth": 1000, "iters": 20,
                 "beta": 0.5, "debias": 1, "seeds": 100}
 
     def __init__(self, **params: Any) -> None:

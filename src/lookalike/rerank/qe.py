@@ -4,9 +4,10 @@ The query is replaced by ``l2n(q + sum_i w_i x_i)`` over its top ``n`` results `
 ``w_i = sim_i ** alpha``, keeping only neighbours with ``sim_i >= min_sim`` and, when
 ``recip > 0``, a reciprocity test: the query would be among the neighbour's ``recip`` nearest
 database vectors (it beats the neighbour's ``recip``-th neighbour; ``fit`` keeps that kNN
-graph). Then the store is searched again. ``alpha=0, min_sim=-1`` is classic AQE (plain mean); the defaults (alpha 3,
-similarity floor) are adaptive: a query with no close neighbour is left as it is, which keeps
-small groups (instance search) from drifting.
+graph). Then the store is searched again, so put this step before steps that re-order a list.
+``alpha=0, min_sim=-1, recip=0`` is classic AQE (plain mean). The defaults (alpha 3, floor 0.7,
+mutual first neighbours only) are adaptive: a query without a close, reciprocal neighbour is left
+as it is, which keeps small groups (instance search) from drifting.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class QueryExpansion(Reranker):
         out = query.astype(np.float64).copy()
         if ok.any():
             rows = np.nonzero(ok)[0]
-            vecs = store.reconstruct(top_i[ok]).astype(np.float64)
+            vecs = self._vectors(top_i[ok], store).astype(np.float64)
             # similarities are recomputed, so the step works after any other re-ranker
             sims = np.maximum(np.einsum("ij,ij->i", vecs, query[rows]), 0.0)
             keep = sims >= floor
@@ -72,6 +73,15 @@ class QueryExpansion(Reranker):
             w = np.where(keep, sims ** alpha if alpha > 0 else 1.0, 0.0)
             np.add.at(out, rows, w[:, None] * vecs)
         return l2n(out)
+
+    def _vectors(self, ids: np.ndarray, store: VectorStore) -> np.ndarray:
+        """Neighbour vectors: from the fitted graph when there is one (the same vectors its
+        reciprocity test was computed on), else from the store."""
+        if self.graph is not None and len(self.graph):
+            pos = self.graph.positions(ids)
+            if (pos >= 0).all():
+                return self.graph.vectors[pos]
+        return store.reconstruct(ids)
 
     def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray,
                store: VectorStore) -> tuple[np.ndarray, np.ndarray]:

@@ -19,12 +19,12 @@ BRIDGE_FILE = "text_bridge.npz"
 class BridgeConfig:
     hidden: int = 0  # 0: a single linear map
     dropout: float = 0.5
-    input_dropout: float = 0.5
+    input_dropout: float = 0.7
     standardize: bool = False  # centre and scale each input dimension (training statistics)
-    temperature: float = 0.05
-    epochs: int = 200
-    batch: int = 256
-    lr: float = 1e-3
+    temperature: float = 0.07
+    epochs: int = 500
+    batch: int = 800  # large batches: more negatives per caption
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 1  # small matrices: more threads only add contention

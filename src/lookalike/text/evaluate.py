@@ -72,6 +72,8 @@ def evaluate_text(ds: Dataset, spec: str, options: dict[str, Any], holdout_last:
     X, L = image_features(ds, progress)
     rate = len(X) / max(time.perf_counter() - t0, 1e-9)
     queries = [q for q in ds.queries if q.text]
+    all_vecs = text_vectors([q.text or "" for q in queries])  # once for every split (cached)
+    vec_of = {id(q): v for q, v in zip(queries, all_vecs)}
     n = len(ds.db_ids)
     ids = np.arange(n, dtype=np.int64)
     ti = TextIndex(":memory:")
@@ -84,13 +86,13 @@ def evaluate_text(ds: Dataset, spec: str, options: dict[str, Any], holdout_last:
         pos = {d: i for i, d in enumerate(ds.db_ids)}
         train = [(q, pos[q.relevant[0]]) for q in queries if q.relevant and not set(q.relevant) & test]
         queries = [q for q in queries if q.relevant and set(q.relevant) <= test]
-        bridge = TextBridge(BridgeConfig()).fit(X[:n - holdout_last], text_vectors([q.text for q, _ in train]),
+        bridge = TextBridge(BridgeConfig()).fit(X[:n - holdout_last], np.stack([vec_of[id(q)] for q, _ in train]),
                                                 np.array([o for _, o in train]))
         ids = ids[n - holdout_last:]
         ti.set_vectors("bridge", ids, bridge.project(X[ids]))
         methods += ("bridge",)
     texts = [q.text or "" for q in queries]
-    Q = text_vectors(texts)
+    Q = np.stack([vec_of[id(q)] for q in queries]) if queries else np.zeros((0, all_vecs.shape[1]), np.float32)
     db_ids = [ds.db_ids[i] for i in ids]
     rels, nrel, times = [], [], []
     for s in range(0, len(texts), 256):

@@ -16,7 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
-DEFAULT_WEIGHTS: dict[str, float] = {"keyword": 3.0, "semantic": 1.0, "zeroshot": 1.0, "bridge": 4.0, "clip": 2.0}
+DEFAULT_WEIGHTS: dict[str, float] = {"keyword": 3.0, "semantic": 1.0, "zeroshot": 0.5, "bridge": 4.0, "clip": 2.0}
 SPARSE = {"keyword"}
 
 

@@ -1,6 +1,6 @@
 """Text search inside an index: registers the ``text`` pipeline and the index hooks.
 
-At index time every written image gets its file/folder words, metadata, sidecar captions,
+At index time (pipelines with ImageNet logits, or ``text``) every written image gets its file/folder words, metadata, sidecar captions,
 captions from the index's captions file (setting ``text_captions``), ImageNet class probabilities
 (from the logits the deep extractor returns), OCR text when the setting ``text_ocr`` is "auto"
 (gated by ``ocr.likely_has_text``) or "on", and a bridge vector when ``text_bridge.npz`` is in the
@@ -9,6 +9,7 @@ index folder. ``Index.search(text=...)`` then runs ``TextIndex.search`` (hybrid 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,22 @@ def index_text(index: "api.Index", db: Any, image_id: int, path: str, vector: np
         ti.set_vectors("bridge", [image_id], bridge.project(np.asarray(vector)[None]))
 
 
+def supports_text(index: "api.Index") -> bool:
+    """Text search needs the ``text`` pipeline or an extractor that yields ImageNet logits."""
+    return bool(getattr(index.pipeline, "supports_text", False)) or hasattr(index.pipeline.extractor,
+                                                                             "describe_with_logits")
+
+
 def _on_write(index: "api.Index", db: Any, image_id: int, result: Any) -> None:
+    if not supports_text(index):
+        return
     logits = (result.extra or {}).get("logits")
-    index_text(index, db, image_id, result.path, result.vector, logits)
+    try:
+        index_text(index, db, image_id, result.path, result.vector, logits)
+    except sqlite3.DatabaseError:
+        raise
+    except Exception as e:  # noqa: BLE001 - odd metadata must never stop indexing
+        log.warning("text sources of %s skipped: %s", result.path, e)
 
 
 def _on_remove(index: "api.Index", db: Any, ids: list[int]) -> None:
@@ -110,6 +124,9 @@ def text_index(index: "api.Index") -> TextIndex | None:
 
 
 def _search(index: "api.Index", text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    if not supports_text(index):
+        raise NotImplementedError(f"text queries are not supported by pipeline {index.spec!r} "
+                                  "(use the text or default pipeline)")
     ti = text_index(index)
     if ti is None:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)

@@ -220,8 +220,9 @@ class TextIndex:
         if len(img):
             pos = np.searchsorted(ids, img)
             ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == img)
-            sims = (np.asarray(qvecs, np.float32) @ E[ok].T) * w[ok]
-            np.maximum.at(out.T, pos[ok], sims.T) if len(sims.T) else None
+            if ok.any():
+                sims = (np.asarray(qvecs, np.float32) @ E[ok].T) * w[ok]
+                np.maximum.at(out.T, pos[ok], sims.T)  # per image: its best entry
         covered = np.isfinite(out[0]) if len(out) else np.zeros(len(ids), bool)
         return np.where(np.isfinite(out), out, 0.0), covered
 

@@ -23,16 +23,16 @@ class TrainConfig:
 
     loss: str = "contrastive"
     margin: float | None = None  # None: 0.7 for contrastive, 0.1 for triplet
-    epochs: int = 6
+    epochs: int = 3
     backbone: str = "efficientnet-lite2"
     train_blocks: int = 1  # last MBConv blocks trained (plus the head conv and GeM p)
     max_side: int = 352
-    views: int = 2  # cached views per training image (view 0 unaugmented)
+    views: int = 1  # cached views per training image (view 0 unaugmented; >1 adds trunk passes)
     max_per_class: int | None = 60
-    queries_per_epoch: int = 600
+    queries_per_epoch: int = 200
     negatives: int = 5
     batch: int = 8  # tuples per optimiser step
-    lr: float = 1e-4
+    lr: float = 1e-5
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
     whiten: bool = False

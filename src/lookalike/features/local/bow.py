@@ -229,9 +229,10 @@ class BowIndex:
         directory = Path(directory)
         z = np.load(directory / FILENAME)
         idx = cls(Vocabulary.load(directory), BowParams(**json.loads(str(z["params"]))))
+        words, sigs, geo = z["words"], z["sigs"], z["geo"]  # read each array once
         off = np.concatenate([[0], np.cumsum(z["lens"])])
-        for j, i in enumerate(z["ids"]):
-            idx._words[int(i)] = z["words"][off[j]:off[j + 1]]
-            idx._sigs[int(i)] = z["sigs"][off[j]:off[j + 1]]
-            idx._geo[int(i)] = z["geo"][off[j]:off[j + 1]]
+        for j, i in enumerate(z["ids"].tolist()):
+            idx._words[i] = words[off[j]:off[j + 1]]
+            idx._sigs[i] = sigs[off[j]:off[j + 1]]
+            idx._geo[i] = geo[off[j]:off[j + 1]]
         return idx

@@ -58,7 +58,7 @@ class BowExtractor:
     metric = "ip"
     max_side = None
 
-    def __init__(self, kind: str = "sift", words: int = 20000, max_kpts: int = 1500,
+    def __init__(self, kind: str = "sift", words: int = 10000, max_kpts: int = 1500,
                  min_side: int | None = 650, he_bits: int = 64, fit_images: int = 400) -> None:
         self.kind, self.words, self.max_kpts, self.min_side = kind, words, max_kpts, min_side
         self.he_bits = he_bits if kind != "orb" else min(he_bits, 64)
@@ -78,7 +78,7 @@ class BowExtractor:
                  for f in list(images)[: self.fit_images]]
         x = np.concatenate([f.float_desc() for f in feats if len(f)])
         k = int(min(self.words, max(16, len(x) // 20)))
-        self.vocab = Vocabulary.fit(x, k, niter=10, he_bits=self.he_bits, max_train=300_000)
+        self.vocab = Vocabulary.fit(x, k, niter=10, he_bits=self.he_bits, max_train=120_000)
 
     def fit_folder(self, folder: Path) -> None:
         """Fit on a folder's (or benchmark dataset's) images, cached by folder and settings."""

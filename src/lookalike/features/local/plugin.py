@@ -74,18 +74,18 @@ def _bow(kind: str, words: int, fit_on: str | None, min_side: int | None) -> Pip
     ex = BowExtractor(kind=kind, words=words, min_side=min_side)
     _fit_from(ex, fit_on)
     return LocalPipeline(f"{kind}-bow", ex, description=f"{kind.upper()} bag of {words} visual words: "
-                         "tf-idf inverted file, Hamming embedding, burstiness")
+                         "tf-idf inverted file, Hamming embedding, burstiness, weak geometric consistency")
 
 
 @PIPELINES.register("sift-bow")
-def _sift_bow(words: int = 20000, fit_on: str | None = None, min_side: int | None = 650, **_: Any) -> Pipeline:
-    """RootSIFT bag of words: inverted file with tf-idf, Hamming embedding and burstiness."""
+def _sift_bow(words: int = 10000, fit_on: str | None = None, min_side: int | None = 650, **_: Any) -> Pipeline:
+    """RootSIFT bag of words: inverted file, tf-idf, Hamming embedding, burstiness, WGC."""
     return _bow("sift", words, fit_on, min_side)
 
 
 @PIPELINES.register("orb-bow")
-def _orb_bow(words: int = 10000, fit_on: str | None = None, min_side: int | None = 650, **_: Any) -> Pipeline:
-    """ORB bag of words: inverted file with tf-idf, Hamming embedding and burstiness."""
+def _orb_bow(words: int = 4000, fit_on: str | None = None, min_side: int | None = 650, **_: Any) -> Pipeline:
+    """ORB bag of words: inverted file, tf-idf, Hamming embedding, burstiness, WGC."""
     return _bow("orb", words, fit_on, min_side)
 
 
