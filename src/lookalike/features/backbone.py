@@ -145,6 +145,8 @@ class OnnxBackbone:
         if threads:
             opts.intra_op_num_threads = threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle workers sleep instead of spinning: on a shared CPU spinning steals time from the work
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self._classifier: tuple[np.ndarray, np.ndarray] | None = None
 

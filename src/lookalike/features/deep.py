@@ -27,14 +27,19 @@ Box = tuple[float, float, float, float]  # (x, y, w, h) in pixels
 RelBox = tuple[float, float, float, float]  # (x0, y0, x1, y1) as fractions of width / height
 
 
-def resize_max_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
-    """Resize so the longer side is ``max_side`` (aspect ratio kept; no crop)."""
+def resize_max_side(rgb: np.ndarray, max_side: int, snap: int | None = None) -> np.ndarray:
+    """Resize so the longer side is ``max_side`` (no crop). With ``snap``, the shorter side is
+    rounded to a multiple of ``snap`` pixels (a slight aspect change), so that images of similar
+    shape share one size and can be batched together."""
     h, w = rgb.shape[:2]
     scale = max_side / max(h, w)
-    if abs(scale - 1.0) < 1e-3:
+    size = [max(1, round(w * scale)), max(1, round(h * scale))]
+    if snap:
+        short = int(np.argmin(size))
+        size[short] = max(snap, int(round(size[short] / snap)) * snap)
+    if (size[0], size[1]) == (w, h):
         return rgb
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+    return np.asarray(Image.fromarray(rgb).resize(tuple(size), Image.BICUBIC))
 
 
 def load_rgb(path: str | Path, max_side: int | None = None) -> np.ndarray:
@@ -71,12 +76,12 @@ class DeepExtractor:
     def __init__(self, backbone: str = "efficientnet-lite2", aggregator: str = "gem",
                  max_side: int = 352, scales: Sequence[float] = (1.0,), flip: bool = False,
                  weights: str | None = None, foreground: str | None = None,
-                 threads: int | None = None, **params: Any) -> None:
+                 threads: int | None = None, snap: int | None = None, **params: Any) -> None:
         if foreground not in (None, "scda", "cam"):
             raise ValueError(f"foreground must be None, 'scda' or 'cam', not {foreground!r}")
         self.backbone_name, self.aggregator, self.params = backbone, aggregator, params
         self.max_side, self.scales, self.flip, self.weights = max_side, tuple(scales), flip, weights
-        self.foreground, self.threads = foreground, threads
+        self.foreground, self.threads, self.snap = foreground, threads, snap
         self._pool = AGGREGATORS.get(aggregator)
         self._net: OnnxBackbone | None = None
         self.name = aggregator
@@ -107,7 +112,7 @@ class DeepExtractor:
     # -- backbone passes ---------------------------------------------------------------------
     def variants(self, rgb: np.ndarray) -> list[np.ndarray]:
         """The resized variants of one image, one per scale (thread-safe; no inference)."""
-        return [resize_max_side(rgb, max(32, round(self.max_side * s))) for s in self.scales]
+        return [resize_max_side(rgb, max(32, round(self.max_side * s)), self.snap) for s in self.scales]
 
     def feature_maps(self, prepared: Sequence[list[np.ndarray]]
                      ) -> Iterator[tuple[int, int, bool, np.ndarray, np.ndarray]]:
@@ -157,7 +162,7 @@ class DeepExtractor:
 
     def shares_pass(self, other: object) -> bool:
         """True when ``other`` runs the same backbone passes (only the pooling differs)."""
-        keys = ("backbone_name", "weights", "max_side", "scales", "flip")
+        keys = ("backbone_name", "weights", "max_side", "scales", "flip", "snap")
         return isinstance(other, DeepExtractor) and all(getattr(self, k) == getattr(other, k) for k in keys)
 
     def describe_together(self, images: Sequence[np.ndarray], others: Sequence["DeepExtractor"]) -> np.ndarray:
@@ -229,4 +234,5 @@ class DeepExtractor:
     def config(self) -> dict[str, Any]:
         return {"extractor": "deep", "backbone": self.backbone_name, "aggregator": self.aggregator,
                 "params": self.params, "max_side": self.max_side, "scales": list(self.scales),
-                "flip": self.flip, "weights": self.weights, "foreground": self.foreground}
+                "flip": self.flip, "weights": self.weights, "foreground": self.foreground,
+                **({"snap": self.snap} if self.snap else {})}
