@@ -28,6 +28,8 @@ from lookalike.features.deep import DeepExtractor
 from lookalike.features.deep_pipes import WHITEN
 from lookalike.postprocess import PCAWhitening, Power
 
+import default_feats
+
 # row name -> (aggregator, params)
 AGGS: dict[str, tuple[str, dict]] = {
     "fc": ("fc", {}), "spoc": ("spoc", {}), "spoc-prior": ("spoc", {"prior": True}),
@@ -98,9 +100,7 @@ def extract_variant(ds: Dataset, backbone: str, side: int, scale: float, flip: b
 
 def shared_descriptors(ds: Dataset) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """gem and fc from the shared GeM Lite2 352 features (same DeepExtractor, db order)."""
-    z = np.load(cache_dir() / "shared_feats" / f"{ds.name}_gem_lite2_352.npz")
-    if [str(i) for i in z["ids"]] != ds.db_ids:
-        raise ValueError(f"shared features of {ds.name} are not in gt.json db order")
+    z = default_feats.load(ds)
     return ({"gem": z["vectors"].astype(np.float32), "fc": l2n(z["logits"].astype(np.float32))},
             {"gem": float("nan"), "fc": float("nan")})
 

@@ -18,7 +18,6 @@ import argparse
 import datetime as dt
 import hashlib
 import http.client
-import io
 import json
 import os
 import random
@@ -42,10 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from conftest import synthetic_photo  # noqa: E402  (the tests' synthetic photo generator)
 
+import default_feats  # noqa: E402  (bench/: the default descriptors, extracted once)
+
 HOST = "127.0.0.1"  # never anything else
 MAX_SECONDS, MAX_REQUESTS = 900, 500_000
 CLI = [sys.executable, "-c", "from lookalike.cli import main; main()"]
-SHARED = Path.home() / ".cache/lookalike/shared_feats"
 
 
 def seed_index(index: Path, dataset: Path) -> None:
@@ -54,7 +54,7 @@ def seed_index(index: Path, dataset: Path) -> None:
     from lookalike.eval.dataset import Dataset
 
     ds = Dataset.load(dataset)
-    feats = np.load(SHARED / f"{dataset.name}_gem_lite2_352.npz")
+    feats = default_feats.load(ds)
     vec = dict(zip(feats["ids"].tolist(), feats["vectors"]))
     idx = Index(index, "default")
     with idx.catalog.tx() as db:

@@ -23,6 +23,8 @@ from lookalike.features.local.bow import BowIndex, BowParams
 from lookalike.features.local.keypoints import LocalFeatures, make_detector
 from lookalike.features.local.vocab import Vocabulary
 
+import default_feats
+
 
 VOCAB_IMAGES = 400
 
@@ -217,8 +219,7 @@ def main() -> None:
         report("sift-vlad: 64 words", bench_vlad(ds, db, train, 64, None))
         report("sift-vlad: 64 words, PCA-whitened to 256", bench_vlad(ds, db, train, 64, 256))
     if "sv" in only:
-        z = np.load(cache_dir() / "shared_feats" / "holidays300_gem_lite2_352.npz")
-        assert list(z["ids"]) == ds.db_ids
+        z = default_feats.load(ds)
         r = bench_sv(ds, [f.subset(1000) for f in feats["sift"][0]], z["vectors"].astype(np.float32))
         report("default (GeM EfficientNet-Lite2, shared features)", r["default"])
         report("default+sv (top 100 verified)", {**r["default+sv"], "rerank_ms_p50": r["sv_query_ms_p50"],

@@ -1,7 +1,7 @@
 """Re-ranking benchmark: mAP on holidays300 and caltech101_97, and added query latency at 10k.
 
 Features are the shared GeM EfficientNet-Lite2 (max side 352) descriptors of the ``default``
-pipeline, cached under ``~/.cache/lookalike/shared_feats/`` (the queries of both sets are
+pipeline, extracted once by ``bench/default_feats.py`` (the queries of both sets are
 database images). Scoring uses the ``default`` pipeline's search with the steps, and
 ``lookalike.eval.metrics`` (pessimistic ties).
 
@@ -21,11 +21,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from lookalike.config import cache_dir
 from lookalike.eval.dataset import Dataset
 from lookalike.eval.metrics import ranked_relevance, summarise
 from lookalike.pipeline import Pipeline, build
 from lookalike.rerank import RERANKERS, Reranker
+
+import default_feats
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
 DEFAULT_CHAINS = ["aqe", "dba", "dba+aqe", "krnn", "diffusion"]
@@ -55,7 +56,7 @@ def pipeline_for(chain: str) -> Pipeline:
 def load_set(name: str) -> tuple[Dataset, np.ndarray, np.ndarray]:
     """The dataset, its database vectors in ``db_ids`` order, and the query rows."""
     ds = Dataset.load(DATA / name)
-    z = np.load(cache_dir() / "shared_feats" / f"{name}_gem_lite2_352.npz")
+    z = default_feats.load(ds)
     row = {str(i): r for r, i in enumerate(z["ids"])}
     vectors = z["vectors"].astype(np.float32)[[row[d] for d in ds.db_ids]]
     at = {p.resolve(): i for i, p in enumerate(ds.db_paths)}

@@ -3,9 +3,9 @@ learned bridge (trained on the first 800 images' captions, scored on the last 20
 
     PYTHONPATH=src .venv/bin/python bench/text_bench.py [--dataset ../shared/datasets/flickr8k_1k]
 
-Image descriptors and logits come from the shared feature file when present
-(~/.cache/lookalike/shared_feats/flickr8k_1k_gem_lite2_352.npz), else they are extracted with the
-default pipeline and cached. Caption embeddings are cached too.
+Image descriptors and logits are the default descriptors that ``bench/default_feats.py`` extracts
+once and keeps (~/.cache/lookalike/shared_feats/flickr8k_1k_gem_lite2_352.npz). Caption
+embeddings are cached too.
 """
 from __future__ import annotations
 
@@ -18,21 +18,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from lookalike.config import cache_dir  # noqa: E402
 from lookalike.eval.dataset import Dataset  # noqa: E402
 from lookalike.eval.metrics import ranked_relevance, summarise  # noqa: E402
 from lookalike.text.bridge import BridgeConfig, TextBridge  # noqa: E402
-from lookalike.text.evaluate import image_features, text_vectors  # noqa: E402
+from lookalike.text.evaluate import text_vectors  # noqa: E402
 from lookalike.text.store import TextIndex  # noqa: E402
+
+import default_feats  # noqa: E402
 
 
 def features(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    shared = cache_dir() / "shared_feats" / f"{ds.name}_gem_lite2_352.npz"
-    if shared.exists():
-        z = np.load(shared)
-        if list(z["ids"]) == ds.db_ids:
-            return z["vectors"].astype(np.float32), z["logits"].astype(np.float32)
-    return image_features(ds)
+    z = default_feats.load(ds)
+    return z["vectors"].astype(np.float32), z["logits"].astype(np.float32)
 
 
 def recall(S: np.ndarray, db_ids: list[str], relevant: list[list[str]]) -> dict[str, float]:

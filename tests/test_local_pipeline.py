@@ -142,3 +142,18 @@ def test_explain_command_names_the_result_by_id(photos, tmp_path) -> None:
     assert '"inliers"' in res.output and out.exists()
     bad = CliRunner().invoke(app, ["explain", str(q), "999", "--index", str(tmp_path / "idx")])
     assert bad.exit_code != 0 and "no indexed image" in bad.output
+
+
+def test_eval_runs_spatial_verification_on_the_dataset_images(photos, tmp_path) -> None:
+    """``lookalike eval -p color+sv``: the step reads the database images through the evaluator."""
+    import json
+
+    from lookalike.eval.runner import evaluate
+
+    d, q = photos
+    db = [{"id": n, "file": f"{n}.png"} for n in NAMES]
+    (tmp_path / "gt.json").write_text(json.dumps({
+        "format": "lookalike-benchmark/1", "name": "sv-tiny", "task": "image", "db_dir": str(d), "db": db,
+        "queries": [{"image": str(q), "relevant": ["astronaut"], "junk": []}]}))
+    res = evaluate(tmp_path, "color+sv")
+    assert res["queries"] == 1 and res["R@1"] == 1.0 and res["mAP"] == 1.0

@@ -5,6 +5,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -53,6 +54,17 @@ def cached_descriptors(ds: Dataset, pipe: Pipeline, spec: str, options: dict[str
     x, rate = describe_paths(pipe, spec, options, paths, progress)
     np.savez(f, x=x, rate=rate)
     return x, rate
+
+
+class DatasetRows:
+    """The part of a catalog that re-rank steps read (``get(id).path``), over a dataset's images,
+    so steps that look at the images themselves (spatial verification) run in an evaluation."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def get(self, image_id: int) -> SimpleNamespace | None:
+        return SimpleNamespace(path=str(self.paths[image_id])) if 0 <= image_id < len(self.paths) else None
 
 
 def split_queries(ds: Dataset, split_file: Path) -> Dataset:
@@ -107,10 +119,11 @@ def evaluate(dataset: str | Path, spec: str = "default", options: dict[str, Any]
         db = pipe.fit_steps(ids, db)
     store = pipe.make_store(db.shape[1])
     store.add(ids, db)
+    rows = DatasetRows(ds.db_paths)
     rels, nrel, times = [], [], []
     for qi, q in enumerate(ds.queries):
         t = time.perf_counter()
-        scores, got = pipe.search(store, qv[qi:qi + 1], len(db), [QueryContext(path=str(q.image))])
+        scores, got = pipe.search(store, qv[qi:qi + 1], len(db), [QueryContext(path=str(q.image), catalog=rows)])
         times.append((time.perf_counter() - t) * 1000)
         full = np.full(len(db), -np.inf, np.float64)
         valid = got[0] >= 0
