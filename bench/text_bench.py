@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from lookalike.eval.dataset import Dataset  # noqa: E402
 from lookalike.eval.metrics import ranked_relevance, summarise  # noqa: E402
-from lookalike.text.bridge import BridgeConfig, TextBridge  # noqa: E402
+from lookalike.text.bridge import BridgeConfig, TextBridge, class_probs  # noqa: E402
+from lookalike.text.classes import prompt_embeddings  # noqa: E402
 from lookalike.text.evaluate import text_vectors  # noqa: E402
 from lookalike.text.store import TextIndex  # noqa: E402
 
@@ -63,10 +64,12 @@ def main() -> None:
     te = [j for j, q in enumerate(ds.queries) if q.relevant[0] in test_set]
     train_idx = np.array(order[:-args.holdout])
     t = time.perf_counter()
-    bridge = TextBridge(BridgeConfig()).fit(X[train_idx], Q[[j for j, _ in tr]], np.array([o for _, o in tr]))
+    C = class_probs(L)  # the bridge's input: descriptor + class probabilities
+    bridge = TextBridge(BridgeConfig()).fit(X[train_idx], Q[[j for j, _ in tr]], np.array([o for _, o in tr]),
+                                            C[train_idx], prompt_embeddings(ti.encoder))
     fit_s = time.perf_counter() - t
     test_ids = np.array(sorted(order[-args.holdout:]), np.int64)
-    ti.set_vectors("bridge", test_ids, bridge.project(X[test_ids]))
+    ti.set_vectors("bridge", test_ids, bridge.project(X[test_ids], C[test_ids]))
     sub_ids = [ds.db_ids[i] for i in test_ids]
     rel = [ds.queries[j].relevant for j in te]
     qte = {"minilm": Q[te]}

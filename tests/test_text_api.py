@@ -62,3 +62,27 @@ def test_captions_file_import(indexed, tmp_path):
     assert res.exit_code == 0, res.output
     assert "1 captions added" in res.output
     assert first(idx, "tram") == str(root / "street.jpg")
+
+
+def test_trained_bridge_takes_descriptor_and_classes(tmp_path):
+    """``tag --train-bridge`` learns from the index's captions; later images get bridge vectors too."""
+    from lookalike.text.bridge import TextBridge
+    from lookalike.text.plugin import text_index
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for k, caption in enumerate(("a red boat", "a snowy mountain", "a city street at night")):
+        Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(root / f"{k}.jpg")
+        (root / f"{k}.jpg.txt").write_text(caption, encoding="utf-8")
+    idx = lookalike.open(tmp_path / "idx", pipeline="text")
+    idx.add([root])
+    res = CliRunner().invoke(app, ["tag", "--index", str(idx.dir), "--train-bridge"])
+    assert res.exit_code == 0, res.output
+    assert TextBridge.load(idx.dir).config.class_inputs == 1000
+    Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(root / "late.jpg")
+    idx = lookalike.open(tmp_path / "idx")
+    idx.add([root / "late.jpg"])
+    ti = text_index(idx)
+    _, cov = ti.vector_scores("bridge", np.ones((1, 384), np.float32), ti.image_ids())
+    assert cov.all() and len(cov) == 4

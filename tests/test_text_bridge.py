@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from lookalike.text.bridge import BridgeConfig, TextBridge
+from lookalike.text.bridge import BridgeConfig, TextBridge, class_probs
+from lookalike.text.classes import softmax
 
 
 def _data(n: int, rng):
@@ -26,3 +28,25 @@ def test_bridge_retrieves_unseen_images(tmp_path):
     path = b.save(tmp_path)
     assert path.name == "text_bridge.npz"
     assert np.allclose(TextBridge.load(tmp_path).project(X[250:]), Z, atol=1e-6)
+
+
+def test_bridge_with_class_inputs(tmp_path):
+    """Class probabilities enter through their class embeddings; the saved bridge takes them raw."""
+    rng = np.random.default_rng(1)
+    X, T, owner = _data(120, rng)
+    logits = 3 * rng.normal(size=(120, 50)).astype(np.float32)
+    P = class_probs(logits, top=5)
+    assert ((P > 0).sum(1) == 5).all() and np.allclose(P.max(1), softmax(logits).max(1))
+    E = rng.normal(size=(50, 32)).astype(np.float32)
+    cfg = dict(epochs=20, batch=64, standardize=True)
+    b = TextBridge(BridgeConfig(**cfg)).fit(X[:100], T[owner < 100], owner[owner < 100], P[:100], E)
+    assert b.in_dim == 64 and b.config.class_inputs == 50
+    Z = b.project(X[100:], P[100:])
+    # the folded class embedding and standardisation give what the explicit input gives
+    XC = np.hstack([X, b._flatten(P) @ E])
+    explicit = TextBridge(BridgeConfig(**cfg)).fit(XC[:100], T[owner < 100], owner[owner < 100])
+    assert np.allclose(explicit.project(XC[100:]), Z, atol=1e-4)
+    loaded = TextBridge.load(b.save(tmp_path))
+    assert loaded.config.class_inputs == 50 and np.allclose(loaded.project(X[100:], P[100:]), Z, atol=1e-6)
+    with pytest.raises(ValueError):
+        loaded.project(X[100:])

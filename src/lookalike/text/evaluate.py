@@ -1,8 +1,9 @@
 """``lookalike eval`` on text datasets (task "text"): captions rank the database images.
 
 Without ``holdout_last`` nothing is learned: images are ranked zero-shot (ImageNet classes).
-With ``holdout_last N`` the bridge is trained on the captions of all but the last N database
-images (gt.json order) and the captions of the last N rank those N images (zero-shot + bridge).
+With ``holdout_last N`` the bridge (input: descriptor and class probabilities) is trained on the
+captions of all but the last N database images (gt.json order) and the captions of the last N
+rank those N images (zero-shot + bridge).
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from ..eval.dataset import Dataset
 from ..eval.metrics import ranked_relevance, summarise
 from ..pipeline import DEFAULT_DEEP
 from ..runners import LocalRunner, process_batch
-from .bridge import BridgeConfig, TextBridge
+from .bridge import BridgeConfig, TextBridge, class_probs
+from .classes import prompt_embeddings
 from .store import TextIndex
 
 KEYS = ("mAP", "P@1", "P@10", "R@1", "R@5", "R@10", "queries", "images_per_s", "query_ms_p50")
@@ -86,10 +88,12 @@ def evaluate_text(ds: Dataset, spec: str, options: dict[str, Any], holdout_last:
         pos = {d: i for i, d in enumerate(ds.db_ids)}
         train = [(q, pos[q.relevant[0]]) for q in queries if q.relevant and not set(q.relevant) & test]
         queries = [q for q in queries if q.relevant and set(q.relevant) <= test]
+        C = class_probs(L)
         bridge = TextBridge(BridgeConfig()).fit(X[:n - holdout_last], np.stack([vec_of[id(q)] for q, _ in train]),
-                                                np.array([o for _, o in train]))
+                                                np.array([o for _, o in train]), C[:n - holdout_last],
+                                                prompt_embeddings(ti.encoder))
         ids = ids[n - holdout_last:]
-        ti.set_vectors("bridge", ids, bridge.project(X[ids]))
+        ti.set_vectors("bridge", ids, bridge.project(X[ids], C[ids]))
         methods += ("bridge",)
     texts = [q.text or "" for q in queries]
     Q = np.stack([vec_of[id(q)] for q in queries]) if queries else np.zeros((0, all_vecs.shape[1]), np.float32)

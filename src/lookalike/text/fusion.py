@@ -2,8 +2,10 @@
 
 Each method gives a score per image for one query. Dense scores (semantic, zero-shot, bridge,
 CLIP) are standardised per query over the images they cover (z-scores; uncovered images get the
-lowest covered z). Keyword scores (bm25, sparse) are divided by the query's best keyword score, so
-an exact hit adds up to its weight. The hybrid score is the weighted sum:
+lowest covered z); the zero-shot score, a probability overlap, is standardised as
+``log(score + LOG_EPS)`` so that it adds like a log-likelihood. Keyword scores (bm25, sparse) are
+divided by the query's best keyword score, so an exact hit adds up to its weight. The hybrid score
+is the weighted sum:
 
     hybrid = Σ_m  w_m · norm_m(score_m)      (defaults in ``DEFAULT_WEIGHTS``)
 
@@ -16,8 +18,9 @@ from typing import Mapping
 
 import numpy as np
 
-DEFAULT_WEIGHTS: dict[str, float] = {"keyword": 3.0, "semantic": 1.0, "zeroshot": 0.5, "bridge": 4.0, "clip": 2.0}
+DEFAULT_WEIGHTS: dict[str, float] = {"keyword": 3.0, "semantic": 1.0, "zeroshot": 0.75, "bridge": 4.0, "clip": 2.0}
 SPARSE = {"keyword"}
+LOG_EPS = {"zeroshot": 1e-3}  # methods fused on a log scale, with their floor
 
 
 def standardise(scores: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
@@ -52,6 +55,8 @@ def fuse(components: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
     for name, (scores, covered) in components.items():
         if w.get(name, 0.0) == 0.0:
             continue
+        if name in LOG_EPS:
+            scores = np.log(np.maximum(scores, 0.0) + LOG_EPS[name])
         part = scale_sparse(scores) if name in SPARSE else standardise(scores, covered)
         total = w[name] * part if total is None else total + w[name] * part
     if total is None:

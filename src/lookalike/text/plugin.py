@@ -3,8 +3,9 @@
 At index time (pipelines with ImageNet logits, or ``text``) every written image gets its file/folder words, metadata, sidecar captions,
 captions from the index's captions file (setting ``text_captions``), ImageNet class probabilities
 (from the logits the deep extractor returns), OCR text when the setting ``text_ocr`` is "auto"
-(gated by ``ocr.likely_has_text``) or "on", and a bridge vector when ``text_bridge.npz`` is in the
-index folder. ``Index.search(text=...)`` then runs ``TextIndex.search`` (hybrid score).
+(gated by ``ocr.likely_has_text``) or "on", and a bridge vector (from the descriptor and, for a
+bridge trained with them, the class probabilities) when ``text_bridge.npz`` is in the index
+folder. ``Index.search(text=...)`` then runs ``TextIndex.search`` (hybrid score).
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import numpy as np
 from .. import api
 from ..eval import runner as eval_runner
 from ..pipeline import DEFAULT_DEEP, PIPELINES, Pipeline
-from .bridge import BRIDGE_FILE, TextBridge
+from .bridge import BRIDGE_FILE, TextBridge, class_probs
+from .classes import prompt_embeddings
 from .evaluate import evaluate_text
 from .sources import WEIGHTS, TextEntry, gather_texts, load_captions
 from .store import TextIndex
@@ -89,7 +91,9 @@ def index_text(index: "api.Index", db: Any, image_id: int, path: str, vector: np
         ti.set_classes([image_id], np.asarray(logits)[None])
     bridge = _bridge(index)
     if bridge is not None and vector is not None and len(vector) == bridge.in_dim:
-        ti.set_vectors("bridge", [image_id], bridge.project(np.asarray(vector)[None]))
+        probs = None if logits is None else class_probs(logits)
+        if probs is not None or not bridge.config.class_inputs:
+            ti.set_vectors("bridge", [image_id], bridge.project(np.asarray(vector)[None], probs))
 
 
 def supports_text(index: "api.Index") -> bool:
@@ -133,9 +137,20 @@ def _search(index: "api.Index", text: str, k: int) -> tuple[np.ndarray, np.ndarr
     return ti.search(text, k)
 
 
+def _stored_class_probs(ti: TextIndex, ids: list[int]) -> np.ndarray:
+    """(N, 1000) class probabilities of ``ids`` as ``text_classes`` holds them (top classes only)."""
+    pos = {int(i): j for j, i in enumerate(ids)}
+    P = np.zeros((len(ids), 1000), np.float32)
+    for iid, c, p in ti.db.execute("SELECT image_id, class_id, prob FROM text_classes"):
+        if int(iid) in pos:
+            P[pos[int(iid)], c] = p
+    return P
+
+
 def train_bridge(index: "api.Index", sources: tuple[str, ...] = ("caption", "tag", "meta")) -> tuple[TextBridge, int]:
-    """Train the bridge on the index's own texts (captions, tags, metadata) and raw descriptors,
-    save it as ``text_bridge.npz`` and store every image's bridge vector. Returns (bridge, #texts)."""
+    """Train the bridge on the index's own texts (captions, tags, metadata), raw descriptors and
+    class probabilities, save it as ``text_bridge.npz`` and store every image's bridge vector.
+    Returns (bridge, #texts)."""
     from .encoder import sentence_encoder
 
     ti = TextIndex(index.catalog.db)
@@ -147,11 +162,13 @@ def train_bridge(index: "api.Index", sources: tuple[str, ...] = ("caption", "tag
         raise ValueError("training the bridge needs texts (captions, tags) on at least 2 indexed images")
     order = sorted(vecs)
     pos = {i: j for j, i in enumerate(order)}
-    bridge = TextBridge().fit(np.stack([vecs[i] for i in order]), sentence_encoder().encode([t for _, t in rows]),
-                              np.array([pos[i] for i, _ in rows]))
+    enc = sentence_encoder()
+    bridge = TextBridge().fit(np.stack([vecs[i] for i in order]), enc.encode([t for _, t in rows]),
+                              np.array([pos[i] for i, _ in rows]), _stored_class_probs(ti, order),
+                              prompt_embeddings(enc))
     bridge.save(Path(index.dir) / BRIDGE_FILE)
     for ids, raw in index.catalog.iter_vectors():
-        ti.set_vectors("bridge", ids, bridge.project(raw))
+        ti.set_vectors("bridge", ids, bridge.project(raw, _stored_class_probs(ti, list(ids))))
     return bridge, len(rows)
 
 
