@@ -47,6 +47,20 @@ def test_bad_query_is_one_line_error(photo_dir, tmp_path):
     assert r.exit_code != 0 and "not supported" in r.output
     r = run("search", str(photo_dir / "img1.jpg"), "--index", str(tmp_path / "nowhere"))
     assert r.exit_code != 0 and "no index" in r.output
+    r = run("search", str(photo_dir / "img1.jpg"), "--index", idx, "--rerank", "nosuchstep")
+    assert r.exit_code != 0 and "Traceback" not in r.output and "nosuchstep" in r.output
+
+
+def test_search_with_rerank_steps_and_verification(photo_dir, tmp_path):
+    idx = str(tmp_path / "idx")
+    run("index", str(photo_dir), "--index", idx, "--pipeline", "color", "--quiet")
+    for extra in (["--rerank", "diffusion"], ["--verify"], ["--verify", "--rerank", "aqe"]):
+        r = run("search", str(photo_dir / "img4.jpg"), "--index", idx, "-k", "8", "--json", *extra)
+        assert r.exit_code == 0, r.output
+        res = json.loads(r.stdout)["results"]
+        assert res[0]["path"].endswith("img4.jpg") and len(res) == 8
+    r = run("search", str(photo_dir / "img4.jpg"), "--index", idx, "-k", "8", "--json", "--verify")
+    assert json.loads(r.stdout)["results"][0]["score"] > 1.0  # the exact copy got the inlier bonus
 
 
 def test_pipelines_listed():

@@ -46,3 +46,32 @@ def test_graph_steps_catch_up_with_the_store():
     s, i = pipe.search(store, v[40:41], 5)
     assert len(pipe.steps[0].graph) == len(ids)
     assert (label[i[0]] == label[40]).all()
+
+
+@pytest.mark.parametrize("steps", ["dba+aqe", "diffusion", "krnn"])
+def test_query_time_steps_match_an_index_built_with_them(steps, tmp_path):
+    """``search(rerank=...)`` on a plain index ranks as an index built with those steps does."""
+    from PIL import Image
+
+    import lookalike
+    from conftest import synthetic_photo
+
+    photo_dir = tmp_path / "photos"
+    photo_dir.mkdir()
+    for i in range(6):  # six scenes, each with two near-duplicates, so that expansions find partners
+        img = synthetic_photo(i)
+        for j, copy in enumerate((img, img[4:-4, 6:], np.clip(img * 0.9 + 12, 0, 255).astype(np.uint8))):
+            Image.fromarray(copy).save(photo_dir / f"img{i}-{j}.jpg", quality=92)
+    plain = lookalike.open(tmp_path / "plain", pipeline="color")
+    plain.add([photo_dir])
+    built = lookalike.open(tmp_path / "built", pipeline=f"color+{steps}")
+    built.add([photo_dir])
+    query = photo_dir / "img3-1.jpg"
+    want = [(h.path, round(h.score, 5)) for h in built.search(query, k=18).hits]
+    got = [(h.path, round(h.score, 5)) for h in plain.search(query, k=18, rerank=steps).hits]
+    assert got == want
+    assert got != [(h.path, round(h.score, 5)) for h in plain.search(query, k=18).hits]  # the steps ran
+    plain.remove([photo_dir / "img5-0.jpg"])  # the query-time state follows the index
+    assert all(not h.path.endswith("img5-0.jpg") for h in plain.search(query, k=17, rerank=steps).hits)
+    plain.close()
+    built.close()

@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -128,6 +128,7 @@ class Index:
             self.pipeline.load_state(self.state_dir)
         self._check_config(readonly)
         self.store: VectorStore = self._init_store(store, readonly)
+        self._query_steps: dict[str, tuple[tuple[int, int], Pipeline, VectorStore]] = {}
 
     # -- consistency ---------------------------------------------------------------------------
     def _check_config(self, readonly: bool) -> None:
@@ -393,9 +394,10 @@ class Index:
 
     def search(self, image: str | os.PathLike | bytes | np.ndarray | None = None, k: int = 10,
                text: str | None = None, id: int | None = None,
-               box: tuple[int, int, int, int] | None = None) -> SearchResult:
+               box: tuple[int, int, int, int] | None = None, rerank: str | None = None) -> SearchResult:
         """The k most similar indexed images to an image (path, bytes, RGB array), an indexed id,
-        or a text query."""
+        or a text query; ``rerank`` adds re-rank steps to the index's own (``"aqe"``, ``"sv"``,
+        ``"dba+aqe"``) for this query."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         if text is not None:
@@ -416,9 +418,33 @@ class Index:
             raise ValueError("give an image, an id or a text")
         timings["describe"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
-        scores, ids = self.pipeline.search(self.store, q, k, [ctx])
+        pipe, store = self._with_steps(rerank) if rerank else (self.pipeline, self.store)
+        scores, ids = pipe.search(store, q, k, [ctx])
         timings["search"] = (time.perf_counter() - t1) * 1000
         return SearchResult(self._hits(scores[0], ids[0]), (time.perf_counter() - t0) * 1000, timings)
+
+    def _with_steps(self, rerank: str) -> tuple[Pipeline, VectorStore]:
+        """The pipeline with the extra steps of ``rerank`` fitted on the indexed vectors, and the
+        store they search (a copy when a step transforms the database); kept until the index changes."""
+        ids = self.store.ids()
+        key = (len(ids), int(ids.sum()) if len(ids) else 0)
+        cached = self._query_steps.get(rerank)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        extra = build(f"{self.spec}+{rerank}", **self.options).steps[len(self.pipeline.steps):]
+        pipe, store = replace(self.pipeline, steps=[*self.pipeline.steps, *extra]), self.store
+        if any(hasattr(s, "fit") or hasattr(s, "transform_database") for s in extra) and len(ids):
+            vecs = store.reconstruct(ids)
+            for s in extra:
+                if hasattr(s, "fit"):
+                    s.fit(ids, vecs)
+                if hasattr(s, "transform_database"):
+                    vecs = s.transform_database(ids, vecs)
+            if any(hasattr(s, "transform_database") for s in extra):
+                store = self.pipeline.make_store(vecs.shape[1])
+                store.add(ids, vecs)
+        self._query_steps[rerank] = (key, pipe, store)
+        return pipe, store
 
     def _search_text(self, text: str, k: int, t0: float) -> SearchResult:
         fn = _TEXT_SEARCH.get("search")

@@ -29,6 +29,9 @@ def search_cmd(
     text: Optional[str] = typer.Option(None, "--text", "-t", help="Search by text instead of an image."),
     id: Optional[int] = typer.Option(None, "--id", help="Search by an indexed image's id."),
     box: Optional[str] = typer.Option(None, help="Describe only this region of the query: x,y,w,h."),
+    rerank: Optional[str] = typer.Option(None, help="Re-rank steps to add for this query, e.g. dba+aqe, "
+                                                    "diffusion, krnn (`lookalike pipelines`)."),
+    verify: bool = typer.Option(False, "--verify", help="Spatially verify the top 100 (the sv step)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
 ) -> None:
     """Rank the indexed images by similarity to a query; prints scores and the time taken."""
@@ -38,7 +41,8 @@ def search_cmd(
         fail("give exactly one query: an IMAGE, --text or --id")
     idx = open_index(index)
     try:
-        res = idx.search(image, k=k, text=text, id=id, box=parse_box(box))
+        steps = "+".join(filter(None, ["sv" if verify else None, rerank]))
+        res = idx.search(image, k=k, text=text, id=id, box=parse_box(box), rerank=steps or None)
     except ImageError as e:
         fail(f"cannot read query image {e}")
     except (NotImplementedError, KeyError, ValueError) as e:
