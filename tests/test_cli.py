@@ -65,8 +65,11 @@ def test_search_with_rerank_steps_and_verification(photo_dir, tmp_path):
 
 def test_pipelines_listed():
     r = run("pipelines", "--json")
-    names = {p["name"] for p in json.loads(r.stdout)}
-    assert {"color", "default"} <= names
+    items = json.loads(r.stdout)
+    names = {p["name"] for p in items}
+    assert {"color", "default", "aqe", "dba", "krnn", "diffusion", "sv"} <= names
+    assert {"default+aqe", "default+dba+aqe", "default+krnn", "default+diffusion", "default+sv"} <= names
+    assert all(p["description"] for p in items)
 
 
 def test_help_on_every_command():

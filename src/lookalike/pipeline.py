@@ -288,14 +288,24 @@ def build(spec: str, **options: Any) -> Pipeline:
     return pipe
 
 
+# Re-ranked pipelines worth naming (any BASE+STEP... spec works; these are the measured ones).
+COMPOSITIONS = ["default+aqe", "default+dba+aqe", "default+krnn", "default+diffusion", "default+sv"]
+
+
+def _first_line(obj: Any) -> str:
+    doc = (obj.__doc__ or "").strip().splitlines()
+    return doc[0] if doc else ""
+
+
 def list_pipelines() -> list[dict[str, Any]]:
-    """Every base pipeline and re-rank step name with a one-line description."""
+    """Every base pipeline, re-rank step and named re-ranked pipeline with a one-line description."""
     _load_plugins()
-    out = []
-    for name in PIPELINES.names():
-        doc = (PIPELINES.get(name).__doc__ or "").strip().splitlines()
-        out.append({"name": name, "kind": "pipeline", "description": doc[0] if doc else ""})
-    for name in rerankers().names():
-        doc = (rerankers().get(name).__doc__ or "").strip().splitlines()
-        out.append({"name": name, "kind": "rerank step", "description": doc[0] if doc else ""})
+    out = [{"name": n, "kind": "pipeline", "description": _first_line(PIPELINES.get(n))} for n in PIPELINES.names()]
+    out += [{"name": n, "kind": "rerank step", "description": _first_line(rerankers().get(n))}
+            for n in rerankers().names()]
+    for spec in COMPOSITIONS:
+        base, steps = parse_spec(spec)
+        out.append({"name": spec, "kind": "re-ranked pipeline",
+                    "description": f"{base}, then " + ", then ".join(_first_line(rerankers().get(s)).split(":")[0]
+                                                                  .rstrip(".") for s in steps) + "."})
     return out

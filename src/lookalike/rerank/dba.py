@@ -24,6 +24,8 @@ from .knn import KnnGraph
 
 @RERANKERS.register("dba")
 class DatabaseAugmentation(Reranker):
+    """Database-side augmentation (αDBA): each stored vector becomes a similarity-weighted mean of its close neighbours."""
+
     name = "dba"
 
     @classmethod

@@ -27,6 +27,8 @@ from .knn import KnnGraph
 
 @RERANKERS.register("diffusion")
 class Diffusion(Reranker):
+    """Diffusion on a mutual kNN graph of the database from the query's top neighbours (conjugate gradient)."""
+
     name = "diffusion"
 
     @classmethod

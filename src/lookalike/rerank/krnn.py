@@ -38,6 +38,8 @@ def reciprocal_sets(nbr: np.ndarray, k: int) -> np.ndarray:
 
 @RERANKERS.register("krnn")
 class KReciprocal(Reranker):
+    """k-reciprocal re-ranking: Jaccard distance of k-reciprocal sets blended with the original distance."""
+
     name = "krnn"
 
     @classmethod

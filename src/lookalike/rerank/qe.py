@@ -22,6 +22,8 @@ from .knn import KnnGraph
 
 @RERANKERS.register("aqe")
 class QueryExpansion(Reranker):
+    """Query expansion (αQE): re-query with the similarity-weighted mean of the query and its reciprocal top neighbours."""
+
     name = "aqe"
 
     @classmethod
