@@ -39,3 +39,31 @@ def test_fusion_shares_one_backbone_pass():
     fused = Fusion(gem, crow).describe(imgs)
     separate = np.hstack([gem.describe(imgs), crow.describe(imgs)]) / np.sqrt(2)
     np.testing.assert_allclose(fused, separate, atol=1e-5)
+
+
+def test_extraction_options_reach_the_extractor_and_are_kept(photo_dir, tmp_path):
+    """--max-side / --scales / --flip / --foreground on `index` build the extractor and are stored."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from lookalike.cli import app
+
+    idx = str(tmp_path / "idx")
+    r = CliRunner().invoke(app, ["index", str(photo_dir), "--index", idx, "-p", "gem", "--max-side", "160",
+                                 "--scales", "1,0.75", "--flip", "--foreground", "scda", "--quiet"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(CliRunner().invoke(app, ["info", "--index", idx, "--json"]).stdout)
+    ex = info["extractor"]
+    assert (ex["max_side"], ex["scales"], ex["flip"], ex["foreground"]) == (160, [1.0, 0.75], True, "scda")
+    direct = DeepExtractor(aggregator="gem", max_side=160, scales=(1.0, 0.75), flip=True, foreground="scda")
+    with lookalike.open(idx) as index:  # the stored options rebuild the same extractor
+        hit = index.search(photo_dir / "img2.jpg", k=1).hits[0]
+        assert hit.path.endswith("img2.jpg")
+        stored = index.catalog.vectors([hit.id])[hit.id]
+    from PIL import Image
+
+    want = direct.describe([np.asarray(Image.open(photo_dir / "img2.jpg").convert("RGB"))])[0]
+    np.testing.assert_allclose(stored, want, atol=1e-4)
+    bad = CliRunner().invoke(app, ["index", str(photo_dir), "--index", str(tmp_path / "x"), "--scales", "a,b"])
+    assert bad.exit_code != 0 and "--scales" in bad.output

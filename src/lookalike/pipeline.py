@@ -215,25 +215,36 @@ def _color(compare: str = "pearson", **_: Any) -> Pipeline:
 
 DEFAULT_DEEP = dict(backbone="efficientnet-lite2", aggregator="gem", max_side=352)
 
+# Pipeline options that change how a deep extractor sees an image (CLI: --max-side, --scales, ...).
+EXTRACTION_OPTIONS = ("max_side", "scales", "flip", "foreground")
+
+
+def extraction_overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The deep extraction settings among pipeline ``options`` (unset ones left out)."""
+    out = {k: options[k] for k in EXTRACTION_OPTIONS if options.get(k) not in (None, False)}
+    if "scales" in out:
+        out["scales"] = tuple(float(s) for s in out["scales"])
+    return out
+
 
 def deep_options(model: str | None = None, **base: Any) -> tuple[dict[str, Any], list[Any]]:
     """DeepExtractor arguments and post-processing steps; a fine-tuned ``model`` (from
     ``lookalike train``) replaces the backbone weights, GeM exponent and input size, and adds its
-    learned whitening."""
+    learned whitening. ``base`` (e.g. ``extraction_overrides``) has the last word."""
     if not model:
         return {**DEFAULT_DEEP, **base}, []
     from .train.model import load_model
 
     spec = load_model(model)
-    return {**DEFAULT_DEEP, **base, **spec.extractor_kwargs()}, spec.post_steps()
+    return {**DEFAULT_DEEP, **spec.extractor_kwargs(), **base}, spec.post_steps()
 
 
 @PIPELINES.register("default")
-def _default(model: str | None = None, **_: Any) -> Pipeline:
+def _default(model: str | None = None, **options: Any) -> Pipeline:
     """EfficientNet-Lite2 last conv map, GeM pooling, L2; cosine (``model=``: a fine-tuned backbone)."""
     from .features.deep import DeepExtractor
 
-    kwargs, post = deep_options(model)
+    kwargs, post = deep_options(model, **extraction_overrides(options))
     desc = "EfficientNet-Lite2 conv map, GeM pooling (p=3), L2; cosine"
     if model:
         desc = f"fine-tuned {kwargs['backbone']} from {model}, GeM (p={kwargs['p']:.2f}), L2; cosine"

@@ -45,6 +45,36 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
         yield update
 
 
+# Deep extraction options shared by `index` and `eval` (stored with an index's pipeline settings).
+MAX_SIDE = typer.Option(None, "--max-side", min=32, help="Deep pipelines: longer image side fed to the network.")
+SCALES = typer.Option(None, "--scales", help="Deep pipelines: scales of the max side, summed, e.g. 1,0.7071,1.4142.")
+FLIP = typer.Option(False, "--flip", help="Deep pipelines: also describe the mirrored image and average.")
+FOREGROUND = typer.Option(None, "--foreground", help="Deep pipelines: describe only the main object, found from "
+                          "the activation mask: scda or cam.")
+
+
+def extraction_options(max_side: int | None, scales: str | None, flip: bool,
+                       foreground: str | None) -> dict[str, Any]:
+    """The pipeline options of the shared extraction flags (unset ones left out)."""
+    out: dict[str, Any] = {}
+    if max_side:
+        out["max_side"] = max_side
+    if scales:
+        try:
+            out["scales"] = [float(s) for s in scales.split(",") if s.strip()]
+        except ValueError:
+            fail(f"--scales must be numbers separated by commas (got {scales!r})")
+        if not out["scales"] or min(out["scales"]) <= 0:
+            fail("--scales must be positive")
+    if flip:
+        out["flip"] = True
+    if foreground:
+        if foreground not in ("scda", "cam"):
+            fail(f"--foreground must be scda or cam, not {foreground!r}")
+        out["foreground"] = foreground
+    return out
+
+
 def open_index(directory: str, pipeline: str | None = None, options: dict[str, Any] | None = None,
                create: bool = False, store: str | None = None):
     from ..api import Index, IndexError_

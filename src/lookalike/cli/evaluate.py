@@ -6,7 +6,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .app import app, console, fail, print_json, progress_bar
+from .app import (FLIP, FOREGROUND, MAX_SIDE, SCALES, app, console, extraction_options, fail, print_json,
+                  progress_bar)
 
 
 @app.command("eval")
@@ -19,13 +20,18 @@ def eval_cmd(
     holdout_last: Optional[int] = typer.Option(None, help="Learn on all but the last N images; score on those N."),
     model: Optional[str] = typer.Option(None, help="A fine-tuned model file to use as the backbone."),
     fit_on: Optional[str] = typer.Option(None, help="Dataset whose images fit learned steps (e.g. whitening)."),
+    max_side: Optional[int] = MAX_SIDE,
+    scales: Optional[str] = SCALES,
+    flip: bool = FLIP,
+    foreground: Optional[str] = FOREGROUND,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Score a pipeline on a dataset. Features are cached, so a second run is fast."""
     from ..eval.runner import evaluate
 
     spec = pipeline + (f"+{rerank}" if rerank else "")
-    options = {k: v for k, v in (("compare", compare), ("model", model), ("fit_on", fit_on)) if v is not None}
+    options = {**{k: v for k, v in (("compare", compare), ("model", model), ("fit_on", fit_on)) if v is not None},
+               **extraction_options(max_side, scales, flip, foreground)}
     try:
         with progress_bar("describing", enabled=not as_json) as update:
             res = evaluate(dataset, spec, options, split=split, holdout_last=holdout_last, progress=update)

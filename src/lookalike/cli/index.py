@@ -6,7 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from .app import app, console, err_console, fail, open_index, print_json, progress_bar
+from .app import (FLIP, FOREGROUND, MAX_SIDE, SCALES, app, console, err_console, extraction_options, fail, open_index,
+                  print_json, progress_bar)
 
 
 @app.command("index")
@@ -18,6 +19,10 @@ def index_cmd(
     compare: Optional[str] = typer.Option(None, help="Colour pipeline only: pearson, bhattacharyya, chi2 or cosine."),
     model: Optional[str] = typer.Option(None, "--model", help="A fine-tuned model folder (from `lookalike train`) "
                                         "to use as the backbone of a new index."),
+    max_side: Optional[int] = MAX_SIDE,
+    scales: Optional[str] = SCALES,
+    flip: bool = FLIP,
+    foreground: Optional[str] = FOREGROUND,
     exclude: List[str] = typer.Option([], "--exclude", "-x", help="Glob of files or folders to skip (repeatable)."),
     batch_size: int = typer.Option(32, help="Images per extraction batch."),
     prune: bool = typer.Option(True, help="Remove indexed files under PATHS that no longer exist."),
@@ -35,8 +40,9 @@ def index_cmd(
     Unreadable files are skipped with a message naming them and the reason, and recorded in the index.
     An interrupted run leaves an index that opens; running again resumes where it stopped.
     """
-    options = {k: v for k, v in (("compare", compare),
-                                 ("model", str(Path(model).resolve()) if model else None)) if v} or None
+    options = {**{k: v for k, v in (("compare", compare),
+                                    ("model", str(Path(model).resolve()) if model else None)) if v},
+               **extraction_options(max_side, scales, flip, foreground)} or None
     from ..runners import make_runner
 
     try:

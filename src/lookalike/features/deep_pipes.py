@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..pipeline import PIPELINES, Pipeline
+from ..pipeline import PIPELINES, Pipeline, extraction_overrides
 from ..postprocess import Fusion, PCAWhitening
 from .deep import DeepExtractor
 
@@ -60,8 +60,9 @@ def _post(whiten: bool) -> list[Any]:
 def _single(name: str, whiten: bool) -> Callable[..., Pipeline]:
     _, _, what = AGGREGATIONS[name]
 
-    def factory(**_: Any) -> Pipeline:
-        return DeepPipeline(name + ("-pcaw" if whiten else ""), deep_extractor(name), post=_post(whiten),
+    def factory(**options: Any) -> Pipeline:
+        ex = deep_extractor(name, **extraction_overrides(options))
+        return DeepPipeline(name + ("-pcaw" if whiten else ""), ex, post=_post(whiten),
                         description=f"EfficientNet-Lite2, {what}" + (", PCA-whitened" if whiten else ""))
 
     factory.__doc__ = f"Deep global descriptor: {what}" + ("; learned PCA-whitening." if whiten else ".")
@@ -69,8 +70,9 @@ def _single(name: str, whiten: bool) -> Callable[..., Pipeline]:
 
 
 def _fusion(whiten: bool) -> Callable[..., Pipeline]:
-    def factory(**_: Any) -> Pipeline:
-        ex = Fusion(deep_extractor("gem"), deep_extractor("crow"))
+    def factory(**options: Any) -> Pipeline:
+        over = extraction_overrides(options)
+        ex = Fusion(deep_extractor("gem", **over), deep_extractor("crow", **over))
         return DeepPipeline("fusion-gem-crow" + ("-pcaw" if whiten else ""), ex, post=_post(whiten),
                         description="GeM and CroW from one backbone pass, concatenated"
                         + (", PCA-whitened" if whiten else ""))
