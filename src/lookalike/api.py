@@ -128,7 +128,7 @@ class Index:
             self.pipeline.load_state(self.state_dir)
         self._check_config(readonly)
         self.store: VectorStore = self._init_store(store, readonly)
-        self._query_steps: dict[str, tuple[tuple[int, int], Pipeline, VectorStore]] = {}
+        self._query_steps: dict[str, tuple[tuple[int, ...], Pipeline, VectorStore]] = {}  # per --rerank
 
     # -- consistency ---------------------------------------------------------------------------
     def _check_config(self, readonly: bool) -> None:
@@ -298,6 +298,7 @@ class Index:
     def _write(self, results: list[Result], rep: AddReport, err: Callable[[str, str], None]) -> None:
         """The single writer: one transaction per batch, then the store."""
         new_ids, new_raw = [], []
+        self._query_steps.clear()
         with self.catalog.tx() as db:
             for r in results:
                 existed = db.execute("SELECT id, status FROM images WHERE path=?", (r.path,)).fetchone()
@@ -370,6 +371,7 @@ class Index:
     def _remove_ids(self, ids: list[int]) -> int:
         if not ids:
             return 0
+        self._query_steps.clear()
         with self.catalog.tx() as db:
             self.catalog.delete(db, ids)
             for hook in _REMOVE_HOOKS:
@@ -425,22 +427,19 @@ class Index:
 
     def _with_steps(self, rerank: str) -> tuple[Pipeline, VectorStore]:
         """The pipeline with the extra steps of ``rerank`` fitted on the indexed vectors, and the
-        store they search (a copy when a step transforms the database); kept until the index changes."""
+        store they search (a copy when a step transforms the database); kept until the index changes
+        (every write clears them)."""
         ids = self.store.ids()
-        key = (len(ids), int(ids.sum()) if len(ids) else 0)
+        key = (id(self.store), len(ids), int(ids.sum()) if len(ids) else 0)
         cached = self._query_steps.get(rerank)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
-        extra = build(f"{self.spec}+{rerank}", **self.options).steps[len(self.pipeline.steps):]
-        pipe, store = replace(self.pipeline, steps=[*self.pipeline.steps, *extra]), self.store
-        if any(hasattr(s, "fit") or hasattr(s, "transform_database") for s in extra) and len(ids):
-            vecs = store.reconstruct(ids)
-            for s in extra:
-                if hasattr(s, "fit"):
-                    s.fit(ids, vecs)
-                if hasattr(s, "transform_database"):
-                    vecs = s.transform_database(ids, vecs)
-            if any(hasattr(s, "transform_database") for s in extra):
+        steps = build(f"{self.spec}+{rerank}", **self.options).steps[len(self.pipeline.steps):]
+        extra = replace(self.pipeline, steps=steps)  # only the added steps, to fit them
+        pipe, store = replace(self.pipeline, steps=[*self.pipeline.steps, *steps]), self.store
+        if len(ids) and any(hasattr(s, "fit") or hasattr(s, "transform_database") for s in steps):
+            vecs = extra.fit_steps(ids, store.reconstruct(ids))
+            if extra.transforms_database:
                 store = self.pipeline.make_store(vecs.shape[1])
                 store.add(ids, vecs)
         self._query_steps[rerank] = (key, pipe, store)
