@@ -137,14 +137,17 @@ def _search(index: "api.Index", text: str, k: int) -> tuple[np.ndarray, np.ndarr
     return ti.search(text, k)
 
 
-def _stored_class_probs(ti: TextIndex, ids: list[int]) -> np.ndarray:
-    """(N, 1000) class probabilities of ``ids`` as ``text_classes`` holds them (top classes only)."""
-    pos = {int(i): j for j, i in enumerate(ids)}
-    P = np.zeros((len(ids), 1000), np.float32)
+def _stored_class_probs(ti: TextIndex) -> dict[int, np.ndarray]:
+    """Each image's (1000,) class probabilities as ``text_classes`` holds them (top classes only)."""
+    out: dict[int, np.ndarray] = {}
     for iid, c, p in ti.db.execute("SELECT image_id, class_id, prob FROM text_classes"):
-        if int(iid) in pos:
-            P[pos[int(iid)], c] = p
-    return P
+        out.setdefault(int(iid), np.zeros(1000, np.float32))[c] = p
+    return out
+
+
+def _rows(stored: dict[int, np.ndarray], ids) -> np.ndarray:
+    none = np.zeros(1000, np.float32)
+    return np.stack([stored.get(int(i), none) for i in ids])
 
 
 def train_bridge(index: "api.Index", sources: tuple[str, ...] = ("caption", "tag", "meta")) -> tuple[TextBridge, int]:
@@ -162,13 +165,12 @@ def train_bridge(index: "api.Index", sources: tuple[str, ...] = ("caption", "tag
         raise ValueError("training the bridge needs texts (captions, tags) on at least 2 indexed images")
     order = sorted(vecs)
     pos = {i: j for j, i in enumerate(order)}
-    enc = sentence_encoder()
+    enc, probs = sentence_encoder(), _stored_class_probs(ti)
     bridge = TextBridge().fit(np.stack([vecs[i] for i in order]), enc.encode([t for _, t in rows]),
-                              np.array([pos[i] for i, _ in rows]), _stored_class_probs(ti, order),
-                              prompt_embeddings(enc))
+                              np.array([pos[i] for i, _ in rows]), _rows(probs, order), prompt_embeddings(enc))
     bridge.save(Path(index.dir) / BRIDGE_FILE)
     for ids, raw in index.catalog.iter_vectors():
-        ti.set_vectors("bridge", ids, bridge.project(raw, _stored_class_probs(ti, list(ids))))
+        ti.set_vectors("bridge", ids, bridge.project(raw, _rows(probs, ids)))
     return bridge, len(rows)
 
 
