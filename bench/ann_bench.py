@@ -167,8 +167,10 @@ def run(args: argparse.Namespace) -> dict:
 
     store = make_store(args.store, dim, "ip", n_expected=n, memory_budget_mb=args.budget_mb)
     t = time.perf_counter()
+    size = 0
     if not store.is_trained:
-        store.train(np.vstack([x for _, x in mix.chunks(min(n, args.train))]))
+        size = args.train or getattr(store, "max_train", 100_000)
+        store.train(np.vstack([x for _, x in mix.chunks(min(n, size))]))
     for start, x in mix.chunks(n):
         store.add(np.arange(start, start + len(x)), x)
     build_s = time.perf_counter() - t
@@ -190,7 +192,7 @@ def run(args: argparse.Namespace) -> dict:
         "date": dt.date.today().isoformat(), "n": n, "dim": dim, "queries": len(q),
         "store": args.store, "store_class": type(store).__name__,
         "store_factory": getattr(store, "factory", "Flat"),
-        "params": defaults, "build_s": round(build_s, 1), **m,
+        "params": defaults, "train_rows": min(n, size), "build_s": round(build_s, 1), **m,
         "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
         "rss_anon_mb": rss_anon_mb(),  # without file pages mapped from the on-disk vectors
         "bytes_per_vector": round(memory_bytes(store) / n, 1),
@@ -221,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--store", default="auto", help="a make_store spec")
     p.add_argument("--budget-mb", type=float, default=None, help="memory budget for 'auto'")
     p.add_argument("--queries", type=int, default=1000)
-    p.add_argument("--train", type=int, default=100_000, help="training sample for quantisers")
+    p.add_argument("--train", type=int, default=None,
+                   help="training sample for quantisers (default: the store's max_train, else 100k)")
     p.add_argument("--cluster-size", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scan-rows", type=int, default=100_000)

@@ -149,12 +149,50 @@ def test_ivfpq_keeps_few_bytes_in_memory(tmp_path):
     assert (tmp_path / store._vec_path.name).stat().st_size == 1000 * 64 * 4
 
 
+def shared_direction_data(n: int, dim: int = 256, clusters: int = 2000, seed: int = 0) -> np.ndarray:
+    """All-positive-like vectors: a common direction, many small clusters, each point its own noise."""
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=dim)
+    c = rng.normal(size=(clusters, dim))
+    centres = 0.68 * g / np.linalg.norm(g) + 0.49 * c / np.linalg.norm(c, axis=1, keepdims=True)
+    rng = np.random.default_rng(seed + 1)
+    noise = rng.uniform(0.05, 1.2, (n, 1)) / np.sqrt(dim)
+    x = centres[rng.integers(0, clusters, n)] + noise * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_ivf_lists_follow_clusters_not_the_shared_direction(tmp_path):
+    x, q = shared_direction_data(20_000), shared_direction_data(200, seed=1)
+    truth = exact(x, q, 10, "ip")
+    imbalance = {}
+    for center in (0, 1):
+        store = make_store(f"IVF256,Flat?nprobe=256&rescore=0&center={center}&max_train=4000", 256)
+        store.add(np.arange(len(x)), x)
+        imbalance[center] = faiss.extract_index_ivf(store._index).invlists.imbalance_factor()
+        scores, got = store.search(q, 10)  # every list probed: exact answers either way
+        np.testing.assert_array_equal(np.sort(got, 1), np.sort(truth, 1))
+        # inner products come back exact (the centring undone)
+        np.testing.assert_allclose(scores, np.take_along_axis(q @ x.T, got, 1), rtol=1e-4, atol=1e-5)
+    assert imbalance[1] < 1.5 and imbalance[0] > 3  # raw k-means piles noisy vectors into few lists
+    store.nprobe = 16
+    _, got = store.search(q, 10)
+    store.save(tmp_path / "s")
+    again = load_store(tmp_path / "s")
+    np.testing.assert_array_equal(again.search(q, 10)[1], got)
+    again.remove(got[:, 0])
+    kept = again.search(q, 10)[1]
+    assert not np.isin(got[:, 0], kept).any()
+    assert again.compact() == len(np.unique(got[:, 0]))
+    np.testing.assert_array_equal(again.search(q, 10)[1], kept)
+
+
 def test_auto_choice_and_spec_strings(tmp_path):
     assert choose(10_000, 1280) == "flat"
-    assert choose(500_000, 1280, memory_budget_mb=8000) == "hnsw"
+    assert choose(500_000, 1280, memory_budget_mb=8000) == "ivfflat"
     assert choose(1_000_000, 1280, memory_budget_mb=2000) == "ivfpq"
     assert isinstance(make_store("auto", 32, n_expected=100), FlatStore)
-    assert isinstance(make_store("auto", 32, n_expected=100_000), HNSWStore)
+    mid = make_store("auto", 32, n_expected=100_000)
+    assert isinstance(mid, IVFPQStore) and mid.factory == "IVF1024,Flat" and mid.rescore == 0
     big = make_store("auto", 1280, n_expected=2_000_000, memory_budget_mb=1000)
     assert isinstance(big, IVFPQStore) and big.factory == ivfpq_factory(1280, 2_000_000)
     assert ivfpq_factory(1280, 1_000_000) == "IVF4096,PQ128"
@@ -185,3 +223,23 @@ def test_milvus_spec_parsing(monkeypatch):
     assert seen[0] == (8, "l2", {"uri": "http://127.0.0.1:19530", "collection": "photos",
                                  "token": "root:Milvus"})
     assert seen[1] == (8, "ip", {"uri": "/data/m.db", "collection": "c1", "token": "root:Milvus"})
+
+
+def test_ivf_trains_when_the_collection_first_passes_the_threshold(tmp_path):
+    x, q = shared_direction_data(3000, dim=64, clusters=60), shared_direction_data(50, 64, 60, seed=1)
+    store = make_store("IVF16,Flat?nprobe=16&rescore=0&train_at=1000", 64)
+    for s in range(0, 900, 100):  # below the threshold: stored, searched exactly
+        store.add(np.arange(s, s + 100), x[s:s + 100])
+    assert not store.is_trained
+    store.remove(np.arange(0, 50))
+    scores, got = store.search(q, 10)
+    np.testing.assert_array_equal(got, exact(x[50:900], q, 10, "ip") + 50)
+    store.save(tmp_path / "s")
+    store = load_store(tmp_path / "s")
+    assert not store.is_trained and len(store) == 850
+    for s in range(900, 3000, 100):
+        store.add(np.arange(s, s + 100), x[s:s + 100])
+        if s + 100 >= 1000:  # trained on the stored vectors, all live ones indexed
+            assert store.is_trained and store._index.ntotal == s + 100 - 50
+    _, got = store.search(q, 10)  # every list probed: exact
+    np.testing.assert_array_equal(np.sort(got, 1), np.sort(exact(x[50:], q, 10, "ip") + 50, 1))

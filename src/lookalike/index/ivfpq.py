@@ -3,6 +3,21 @@
 The quantised index (tens of bytes per vector) proposes a shortlist of ``k * rescore`` rows; their
 exact scores are then computed from the original float32 vectors, kept in an append-only file read
 through ``np.memmap``. Row numbers are the FAISS labels; a ``RowMap`` maps them to ids.
+
+Until the collection first holds ``train_at`` vectors (default 40 per list) the quantisers are not
+trained: vectors only go to the file and searches scan it exactly. The add that crosses the threshold
+trains on a sample of the stored vectors (at most ``max_train``) and indexes them all.
+
+For inner product (``center=1``, the default) two things keep the shared direction of CNN
+descriptors (all-positive, so all alike along their mean) from ruling the index:
+
+- the codes hold ``x - m`` (``m`` the training mean): ``<q, x - m>`` differs from ``<q, x>`` by
+  ``<q, m>``, the same for every row, so the ranking is unchanged;
+- for a plain IVF, lists are assigned and probed on the vectors with the mean direction projected
+  out and re-normalised. How far a vector reaches along the mean depends mostly on its noise, so
+  k-means on raw vectors splits along it and piles the noisy vectors of every cluster into one huge
+  list (a 1M test set gave one list of 85k and recall 0.5); on the projected vectors lists are
+  balanced and follow the clusters. The scores inside the lists stay exact inner products.
 """
 from __future__ import annotations
 
@@ -27,14 +42,21 @@ class IVFPQStore(VectorStore):
     kind = "ivfpq"
 
     def __init__(self, dim: int, metric: str = "ip", factory: str = "IVF1024,PQ32",
-                 nprobe: int = 32, rescore: int = 10, max_train: int = 100_000,
-                 storage_dir: Path | None = None, by_residual: int = -1) -> None:
+                 nprobe: int = 32, rescore: int = 10, max_train: int | None = None,
+                 storage_dir: Path | None = None, by_residual: int = -1, center: int = 1,
+                 niter: int = 10, train_at: int | None = None) -> None:
         if metric not in _METRICS:
             raise ValueError(f"metric must be 'ip' or 'l2', not {metric!r}")
         self.dim, self.metric, self.factory = dim, metric, factory
-        self.nprobe, self.rescore, self.max_train = nprobe, rescore, max_train
+        self.nprobe, self.rescore, self.niter = nprobe, rescore, niter
         self.by_residual = by_residual  # -1: FAISS's default; 0: one PQ table per query (fast for IP)
+        self.center = bool(center) and metric == "ip"
+        self._mean: np.ndarray | None = None  # subtracted from stored vectors when centring
         self._index = self._new_index()
+        self._ivf = self._plain_ivf()  # lists assigned on projected vectors (see the module doc)
+        nlist = faiss.extract_index_ivf(self._index).nlist if self._is_ivf() else 0
+        self.max_train = max_train or max(100_000, 100 * nlist)  # ~100 points a list
+        self.train_at = train_at or max(10_000, 40 * nlist)
         self._rows = RowMap()
         self._tmp: tempfile.TemporaryDirectory | None = None
         if storage_dir is None:
@@ -61,21 +83,87 @@ class IVFPQStore(VectorStore):
             coder.by_residual = bool(self.by_residual)
         return index
 
+    def _is_ivf(self) -> bool:
+        try:
+            faiss.extract_index_ivf(self._index)
+            return True
+        except RuntimeError:
+            return False
+
+    def _plain_ivf(self) -> faiss.IndexIVF | None:
+        """The index itself when it is an IVF without a pre-transform and centring is on."""
+        if not self.center or not isinstance(faiss.downcast_index(self._index), faiss.IndexIVF):
+            return None
+        ivf = faiss.extract_index_ivf(self._index)
+        if hasattr(ivf, "by_residual"):  # residuals would mix the two spaces
+            ivf.by_residual = False
+        return ivf
+
+    def _coarse(self, vectors: np.ndarray) -> np.ndarray:
+        """Vectors with the mean direction projected out, L2-normalised: what lists are built on."""
+        g = self._mean / max(float(np.linalg.norm(self._mean)), 1e-12)
+        v = vectors - np.outer(vectors @ g, g)
+        return np.ascontiguousarray(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12),
+                                    np.float32)
+
     # -- training -------------------------------------------------------------------------------
     @property
     def is_trained(self) -> bool:
         return bool(self._index.is_trained)
 
     def train(self, vectors: np.ndarray) -> None:
-        """Train the quantisers on at most ``max_train`` rows sampled from ``vectors``."""
-        v = as_vectors(vectors, self.dim)
+        """Train the quantisers on at most ``max_train`` rows sampled from ``vectors``; index the
+        vectors stored before (they were searched exactly until now)."""
+        self._train(as_vectors(vectors, self.dim))
+        self._index_stored()
+
+    def _index_stored(self, batch: int = 100_000) -> None:
+        live = self._rows.live_rows()
+        if self._index.ntotal or not len(live):
+            return
+        mm = self._vectors()
+        for s in range(0, len(live), batch):
+            rows = live[s:s + batch]
+            self._index_add(np.ascontiguousarray(mm[rows], np.float32), rows)
+
+    def _train(self, v: np.ndarray) -> None:
         if len(v) > self.max_train:
             pick = np.sort(np.random.default_rng(0).choice(len(v), self.max_train, replace=False))
             v = v[pick]
+        if self.center:
+            self._mean = v.mean(axis=0, dtype=np.float64).astype(np.float32)
         try:
-            self._index.train(v)
+            if self._ivf is not None:  # spherical k-means on the projected vectors
+                if len(v) < self._ivf.nlist:
+                    raise RuntimeError(f"{len(v)} training points for {self._ivf.nlist} lists")
+                km = faiss.Kmeans(self.dim, self._ivf.nlist, niter=self.niter, spherical=True,
+                                  seed=1, max_points_per_centroid=10**6)
+                km.train(self._coarse(v))
+                self._ivf.quantizer.reset()
+                self._ivf.quantizer.add(km.centroids)  # now trained: FAISS skips its own k-means
+            self._index.train(self._centred(v))
         except RuntimeError as e:  # e.g. fewer training points than centroids
             raise ValueError(f"cannot train {self.factory!r} on {len(v)} vectors: {e}") from None
+
+    def _centred(self, vectors: np.ndarray) -> np.ndarray:
+        return vectors - self._mean if self._mean is not None else vectors
+
+    def _index_add(self, vectors: np.ndarray, rows: np.ndarray) -> None:
+        x = np.ascontiguousarray(self._centred(vectors), np.float32)
+        if self._ivf is None:
+            self._index.add_with_ids(x, rows)
+            return
+        _, lists = self._ivf.quantizer.search(self._coarse(vectors), 1)
+        lists, rows = np.ascontiguousarray(lists[:, 0], np.int64), np.ascontiguousarray(rows, np.int64)
+        self._ivf.add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(rows), faiss.swig_ptr(lists))
+
+    def _index_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._ivf is None:
+            return self._index.search(q, k)
+        nprobe = min(self.nprobe, self._ivf.nlist)
+        self._ivf.nprobe = nprobe
+        coarse_dis, lists = self._ivf.quantizer.search(self._coarse(q), nprobe)
+        return self._ivf.search_preassigned(q, k, lists, coarse_dis)
 
     def _set_nprobe(self) -> None:
         try:
@@ -102,18 +190,24 @@ class IVFPQStore(VectorStore):
             raise ValueError("ids and vectors differ in length")
         if not len(ids):
             return
-        if not self._index.is_trained:
-            self.train(vectors)
         rows = self._rows.append(ids)
         self._append_vectors(vectors)
-        self._index.add_with_ids(vectors, rows)
+        if self._index.is_trained:
+            self._index_add(vectors, rows)
+        elif self._rows.n_rows >= self.train_at:  # first time past the threshold: train, index all
+            mm = self._vectors()
+            pick = np.arange(self._rows.n_rows)
+            if len(pick) > self.max_train:
+                pick = np.sort(np.random.default_rng(0).choice(len(pick), self.max_train, replace=False))
+            self.train(np.ascontiguousarray(mm[pick], np.float32))
 
     def remove(self, ids: np.ndarray) -> int:
         rows = self._rows.find(as_ids(ids))
         rows = np.unique(rows[rows >= 0])
         if len(rows):
             self._rows.kill(rows)
-            self._index.remove_ids(faiss.IDSelectorBatch(rows))
+            if self._index.ntotal:
+                self._index.remove_ids(faiss.IDSelectorBatch(rows))
         return int(len(rows))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,15 +215,34 @@ class IVFPQStore(VectorStore):
         k = max(1, int(k))
         if len(self._rows) == 0:
             return top_k(np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64), k)
+        if not self._index.is_trained:  # a small collection: exact scan of the stored vectors
+            return self._scan(q, k)
         self._set_nprobe()
         kk = min(self._rows.n_rows, k * max(1, self.rescore))
-        dist, rows = self._index.search(q, kk)
+        dist, rows = self._index_search(q, kk)
         ids = self._rows.to_ids(rows)
         if self.rescore:
             scores = self._exact_scores(q, rows, ids >= 0)
-        else:
-            scores = -dist if self.metric == "l2" else dist
+        elif self.metric == "l2":
+            scores = -dist
+        else:  # undo the centring: add <q, m> back
+            scores = dist + (q @ self._mean)[:, None] if self._mean is not None else dist
         return top_k(scores, ids, k)
+
+    def _scan(self, q: np.ndarray, k: int, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+        live, mm = self._rows.live_rows(), self._vectors()
+        heap = faiss.ResultHeap(len(q), min(k, len(live)), keep_max=True)
+        for s in range(0, len(live), chunk):
+            rows = live[s:s + chunk]
+            v = np.ascontiguousarray(mm[rows], np.float32)
+            sc = q @ v.T if self.metric == "ip" else -(
+                (q * q).sum(1)[:, None] - 2 * q @ v.T + (v * v).sum(1)[None])
+            kk = min(heap.k, len(rows))
+            top = np.argpartition(-sc, kk - 1, axis=1)[:, :kk]
+            heap.add_result(np.ascontiguousarray(np.take_along_axis(sc, top, 1), np.float32),
+                            np.ascontiguousarray(rows[top], np.int64))
+        heap.finalize()
+        return top_k(heap.D, self._rows.to_ids(heap.I), k)
 
     def _exact_scores(self, q: np.ndarray, rows: np.ndarray, valid: np.ndarray,
                       chunk: int = 32) -> np.ndarray:
@@ -171,12 +284,23 @@ class IVFPQStore(VectorStore):
         index.reset()  # keeps the trained quantisers
         new_path = self._vec_path.with_name(f"vectors-{uuid.uuid4().hex[:8]}.f32")
         rows = RowMap()
-        with open(new_path, "wb") as f:
-            for s in range(0, len(live), batch):
-                vecs = np.ascontiguousarray(old_mm[live[s:s + batch]], np.float32)
-                f.write(vecs.tobytes())
-                index.add_with_ids(vecs, rows.append(ids[s:s + batch]))
-        self._index, self._rows, self._mm = index, rows, None
+        old = self._index
+        self._index = index
+        self._ivf = self._plain_ivf()
+        try:
+            with open(new_path, "wb") as f:
+                for s in range(0, len(live), batch):
+                    vecs = np.ascontiguousarray(old_mm[live[s:s + batch]], np.float32)
+                    f.write(vecs.tobytes())
+                    new_rows = rows.append(ids[s:s + batch])
+                    if index.is_trained:
+                        self._index_add(vecs, new_rows)
+        except BaseException:
+            self._index = old
+            self._ivf = self._plain_ivf()
+            new_path.unlink(missing_ok=True)
+            raise
+        self._rows, self._mm = rows, None
         old_path, self._vec_path = self._vec_path, new_path
         if self._tmp is not None:
             old_path.unlink(missing_ok=True)  # a saved folder's file goes at its next save
@@ -194,12 +318,15 @@ class IVFPQStore(VectorStore):
             "ids": lambda p: save_npy(p, ids),
             "alive": lambda p: save_npy(p, alive),
         }
+        if self._mean is not None:
+            parts["mean"] = lambda p: save_npy(p, self._mean)
         inside = path.exists() and self._vec_path.parent.resolve() == path.resolve()
         if not inside:
             parts["vectors"] = lambda p: shutil.copyfile(self._vec_path, p)
         meta = {"kind": self.kind, "dim": self.dim, "metric": self.metric, "factory": self.factory,
                 "nprobe": self.nprobe, "rescore": self.rescore, "max_train": self.max_train,
-                "by_residual": self.by_residual,
+                "by_residual": self.by_residual, "center": int(self.center), "niter": self.niter,
+                "train_at": self.train_at,
                 "n_rows": self._rows.n_rows}
         if inside:
             meta["vectors"] = self._vec_path.name
@@ -217,11 +344,15 @@ class IVFPQStore(VectorStore):
         m = read_manifest(path)
         files = m["files"]
         store = cls(m["dim"], m["metric"], m["factory"], m["nprobe"], m["rescore"], m["max_train"],
-                    storage_dir=path, by_residual=m.get("by_residual", -1))
+                    storage_dir=path, by_residual=m.get("by_residual", -1),
+                    center=m.get("center", 0), niter=m.get("niter", 10),
+                    train_at=m.get("train_at"))
         store._vec_path.unlink()  # the constructor's empty file: use the saved one
         store._vec_path = path / files.get("vectors", m.get("vectors", ""))
         store._index = faiss.read_index(str(path / files["index"]))
+        store._ivf = store._plain_ivf()
         store._rows = RowMap(np.load(path / files["ids"]), np.load(path / files["alive"]))
+        store._mean = np.load(path / files["mean"]) if "mean" in files else None
         size = m["n_rows"] * m["dim"] * 4
         if store._vec_path.stat().st_size > size:  # rows appended after the last save
             os.truncate(store._vec_path, size)
