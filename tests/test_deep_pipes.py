@@ -10,7 +10,8 @@ from lookalike.features.deep import DeepExtractor
 from lookalike.pipeline import PIPELINES, build
 from lookalike.postprocess import Fusion
 
-NAMES = ["fc", "spoc", "mac", "rmac", "gem", "crow", "scda", "pwa", "cam", "fusion-gem-crow"]
+NAMES = ["fc", "spoc", "mac", "rmac", "gem", "crow", "scda", "pwa", "cam", "fusion-gem-crow",
+         "fusion-rmac-gem"]
 
 
 def test_names_registered():
@@ -67,3 +68,33 @@ def test_extraction_options_reach_the_extractor_and_are_kept(photo_dir, tmp_path
     np.testing.assert_allclose(stored, want, atol=1e-4)
     bad = CliRunner().invoke(app, ["index", str(photo_dir), "--index", str(tmp_path / "x"), "--scales", "a,b"])
     assert bad.exit_code != 0 and "--scales" in bad.output
+
+
+def test_rmac_gem_fusion_whitens_each_part_and_is_stored(photo_dir, tmp_path):
+    idx = lookalike.open(tmp_path / "idx", pipeline="fusion-rmac-gem-pcaw", max_side=128)
+    ex = idx.pipeline.extractor
+    assert (ex.first.aggregator, ex.second.aggregator) == ("rmac", "gem")
+    assert ex.first.scales == (1.0, 1.4142) and ex.first.shares_pass(ex.second)
+    assert idx.add([photo_dir]).added == 8
+    assert (idx.state_dir / "post0" / "pcaw-parts.npz").exists()
+    assert idx.search(photo_dir / "img5.jpg", k=1).hits[0].path.endswith("img5.jpg")
+    idx.close()
+
+
+def test_rotated_query_finds_the_upright_image(photo_dir, tmp_path):
+    """A photo stored on its side: turning the query finds it at full similarity."""
+    from PIL import Image
+
+    with lookalike.open(tmp_path / "idx", pipeline="gem") as idx:
+        idx.add([photo_dir])
+        upright = np.asarray(Image.open(photo_dir / "img4.jpg").convert("RGB"))
+        sideways = np.ascontiguousarray(np.rot90(upright, 1))
+        plain = idx.search(sideways, k=8)
+        turned = idx.search(sideways, k=8, rotate=True)
+        target = [h for h in turned.hits if h.path.endswith("img4.jpg")][0]
+        assert turned.hits[0] is target and target.score == pytest.approx(1.0, abs=1e-3)
+        before = [h.score for h in plain.hits if h.path.endswith("img4.jpg")][0]
+        assert target.score > before + 0.01
+        # every result keeps its best score over the views: never below the upright query's
+        best = {h.id: h.score for h in turned.hits}
+        assert all(best[h.id] >= h.score - 1e-6 for h in plain.hits)

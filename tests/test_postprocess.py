@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.postprocess import L2, POSTPROCESS, Fusion, PCAWhitening, Power, apply_steps, make_step
+from lookalike.pipeline import best_per_id, turned
+from lookalike.postprocess import (L2, POSTPROCESS, Fusion, PartsWhitening, PCAWhitening, Power, apply_steps,
+                                   make_step)
 
 
 def test_registry_names():
@@ -94,3 +96,41 @@ def test_fusion_similarity_is_weighted_mean():
     # sim_a = 0, sim_b = 1 -> (1·0 + 4·1) / 5
     assert float(v[0] @ v[1]) == pytest.approx(0.8, rel=1e-6)
     assert f.config()["weights"] == [1.0, 2.0]
+
+
+def test_parts_whitening_whitens_each_block_on_its_own(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((500, 6)) @ np.diag([50, 20, 5, 1, 1, 1])  # strong axes
+    b = rng.standard_normal((500, 4)) * 0.01  # weak part: joint whitening would let `a` dominate
+    x = np.hstack([a, b])
+    step = make_step({"step": "pcaw-parts", "parts": [6, 4], "dim": 3, "eps": 0.0}).fit(x)
+    assert isinstance(step, PartsWhitening) and step.dim_out(10) == 6
+    want = np.hstack([PCAWhitening(3, 0.0).fit(a).apply(a), PCAWhitening(3, 0.0).fit(b).apply(b)])
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    out = step.apply(x)
+    np.testing.assert_allclose(out, want, atol=1e-5)
+    # each part ends at unit norm before the concatenation: equal weight
+    np.testing.assert_allclose(np.linalg.norm(out[:, :3], axis=1), np.sqrt(0.5), atol=1e-5)
+    step.save(tmp_path)
+    again = PartsWhitening([6, 4], 3, 0.0).load(tmp_path)
+    np.testing.assert_allclose(again.apply(x), out, atol=1e-6)
+    with pytest.raises(ValueError):
+        step.apply(x[:, :9])
+    assert not PartsWhitening([6, 4]).fitted
+
+
+def test_best_per_id_keeps_each_ids_highest_score():
+    scores = np.array([[0.9, 0.5, 0.1], [0.8, 0.7, 0.6]], np.float32)
+    ids = np.array([[1, 2, 3], [2, 4, 1]], np.int64)
+    s, i = best_per_id(scores, ids, 5)
+    assert i.tolist() == [[1, 2, 4, 3, -1]]
+    np.testing.assert_allclose(s[0, :4], [0.9, 0.8, 0.7, 0.1])
+    assert s[0, 4] == -np.inf
+
+
+def test_turned_gives_upright_then_quarter_turns():
+    img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    views = turned(img)
+    assert [v.shape for v in views] == [(2, 3, 3), (3, 2, 3), (3, 2, 3)]
+    np.testing.assert_array_equal(views[1], np.rot90(img, 1))
+    np.testing.assert_array_equal(views[2], np.rot90(img, -1))

@@ -20,7 +20,7 @@ from .index.base import VectorStore
 from .index.catalog import Catalog
 from .index.factory import load_store, make_store
 from .io import ImageError, is_image_name, load_image
-from .pipeline import Pipeline, QueryContext, build
+from .pipeline import Pipeline, QueryContext, build, turned
 from .runners import LocalRunner, Result, process_batch
 
 STORE_FILE = "vectors.faiss"
@@ -381,8 +381,10 @@ class Index:
 
     # -- reading ---------------------------------------------------------------------------------
     def describe_query(self, image: str | os.PathLike | bytes | np.ndarray,
-                       box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(search vector (1, D), RGB) of a query image (path, bytes or RGB array)."""
+                       box: tuple[int, int, int, int] | None = None,
+                       rotate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(search vectors, RGB) of a query image (path, bytes or RGB array): one row, or with
+        ``rotate`` three (upright, turned 90 degrees left and right)."""
         rgb = image if isinstance(image, np.ndarray) else load_image(image)
         if box is not None:
             x, y, w, h = box
@@ -391,15 +393,17 @@ class Index:
             if x1 <= x0 or y1 <= y0:
                 raise ValueError(f"box {box} lies outside the {W}x{H} image")
             rgb = rgb[y0:y1, x0:x1]
-        raw = self.pipeline.describe([rgb])
+        raw = self.pipeline.describe(turned(rgb) if rotate else [rgb])
         return self.pipeline.prepare(raw), rgb
 
     def search(self, image: str | os.PathLike | bytes | np.ndarray | None = None, k: int = 10,
                text: str | None = None, id: int | None = None,
-               box: tuple[int, int, int, int] | None = None, rerank: str | None = None) -> SearchResult:
+               box: tuple[int, int, int, int] | None = None, rerank: str | None = None,
+               rotate: bool = False) -> SearchResult:
         """The k most similar indexed images to an image (path, bytes, RGB array), an indexed id,
         or a text query; ``rerank`` adds re-rank steps to the index's own (``"aqe"``, ``"sv"``,
-        ``"dba+aqe"``) for this query."""
+        ``"dba+aqe"``) for this query; ``rotate`` also searches with the query image turned 90
+        degrees each way, each indexed image keeping its best score."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         if text is not None:
@@ -413,7 +417,7 @@ class Index:
             row = self.catalog.get(id)
             ctx.path = row.path if row else None
         elif image is not None:
-            q, rgb = self.describe_query(image, box)
+            q, rgb = self.describe_query(image, box, rotate)
             ctx.image = rgb
             ctx.path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
         else:
@@ -421,7 +425,10 @@ class Index:
         timings["describe"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
         pipe, store = self._with_steps(rerank) if rerank else (self.pipeline, self.store)
-        scores, ids = pipe.search(store, q, k, [ctx])
+        if len(q) > 1:
+            scores, ids = pipe.search_views(store, q, k, ctx)
+        else:
+            scores, ids = pipe.search(store, q, k, [ctx])
         timings["search"] = (time.perf_counter() - t1) * 1000
         return SearchResult(self._hits(scores[0], ids[0]), (time.perf_counter() - t0) * 1000, timings)
 

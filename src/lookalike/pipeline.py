@@ -161,6 +161,34 @@ class Pipeline:
         return _pad(S, I, k)
 
 
+    def search_views(self, store: VectorStore, views: np.ndarray, k: int,
+                     context: QueryContext | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (1, k) for one query given as several views (e.g. turned copies, see
+        ``turned``): each view is searched and re-ranked, and every image keeps its best score."""
+        views = np.asarray(views, np.float32)
+        scores, ids = self.search(store, views, k, [context] * len(views) if context else None)
+        return best_per_id(scores, ids, k)
+
+
+QUERY_TURNS = (1, 3)  # np.rot90 counts of the extra query views: 90 degrees left and right
+
+
+def turned(image: np.ndarray) -> list[np.ndarray]:
+    """The image upright and turned 90 degrees each way: photos are often stored on their side."""
+    return [image] + [np.ascontiguousarray(np.rot90(image, t)) for t in QUERY_TURNS]
+
+
+def best_per_id(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of (scores, ids) merged into one ranking (1, k), each id at its highest score."""
+    best: dict[int, float] = {}
+    for s, i in zip(np.asarray(scores).ravel().tolist(), np.asarray(ids).ravel().tolist()):
+        if i >= 0 and np.isfinite(s) and s > best.get(i, -np.inf):
+            best[i] = s
+    top = sorted(best.items(), key=lambda t: -t[1])[:k]
+    return _pad(np.array([[s for _, s in top]], np.float32).reshape(1, -1),
+                np.array([[i for i, _ in top]], np.int64).reshape(1, -1), k)
+
+
 def _call_step(step, q, s, i, store, ctx):
     params = inspect.signature(step.rerank).parameters
     if "context" in params and ctx is not None:

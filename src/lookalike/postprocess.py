@@ -3,7 +3,8 @@
 Every step has the same shape: ``fit(X)`` (learn from an (N, D) matrix; a no-op when stateless),
 ``apply(X) -> (N, D')`` float32, ``save(dir)`` / ``load(dir)`` (learned state as ``.npz`` in the
 index directory), ``config() -> dict`` and ``dim_out(dim_in)``. Steps are registered by name in
-``POSTPROCESS``: ``l2``, ``power`` (signed square root), ``pcaw`` (PCA-whitening).
+``POSTPROCESS``: ``l2``, ``power`` (signed square root), ``pcaw`` (PCA-whitening), ``pcaw-parts``
+(PCA-whitening of each part of a fused descriptor on its own).
 """
 from __future__ import annotations
 
@@ -139,6 +140,64 @@ class PCAWhitening(Step):
 
     def config(self) -> dict[str, Any]:
         return {"step": self.name, "dim": self.dim, "eps": self.eps}
+
+
+@POSTPROCESS.register("pcaw-parts")
+class PartsWhitening(Step):
+    """PCA-whitening learned for each block of columns on its own (the parts of a fused descriptor),
+    the whitened parts concatenated with equal weight and L2-normalised. Whitening the parts apart
+    keeps one part's strongest axes from drowning the other's."""
+
+    name = "pcaw-parts"
+    FILE = "pcaw-parts.npz"
+
+    def __init__(self, parts: Sequence[int], dim: int | None = None, eps: float = 1e-5) -> None:
+        self.parts, self.dim, self.eps = [int(p) for p in parts], dim, eps
+        self.whitenings = [PCAWhitening(dim, eps) for _ in self.parts]
+
+    @property
+    def fitted(self) -> bool:  # type: ignore[override]
+        return all(w.fitted for w in self.whitenings)
+
+    def _split(self, x: np.ndarray) -> list[np.ndarray]:
+        x = np.asarray(x, np.float32)
+        if x.shape[1] != sum(self.parts):
+            raise ValueError(f"pcaw-parts expects {sum(self.parts)} columns ({self.parts}), got {x.shape[1]}")
+        return np.split(x, np.cumsum(self.parts)[:-1], axis=1)
+
+    def fit(self, x: np.ndarray) -> "PartsWhitening":
+        for w, part in zip(self.whitenings, self._split(x)):
+            w.fit(part)
+        return self
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return l2n(np.hstack([w.apply(part) for w, part in zip(self.whitenings, self._split(x))]))
+
+    def dim_out(self, dim_in: int) -> int:
+        return sum(w.dim_out(p) for w, p in zip(self.whitenings, self.parts))
+
+    def save(self, directory: Path) -> None:
+        if not self.fitted:
+            raise RuntimeError("pcaw-parts is not fitted")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays = {f"{k}{i}": getattr(w, k) for i, w in enumerate(self.whitenings) for k in ("mean", "proj")}
+        tmp = directory / (self.FILE + ".tmp.npz")
+        np.savez(tmp, eps=self.eps, **arrays)
+        tmp.replace(directory / self.FILE)
+
+    def load(self, directory: Path) -> "PartsWhitening":
+        with np.load(Path(directory) / self.FILE) as z:
+            for i, w in enumerate(self.whitenings):
+                w.mean, w.proj, w.eps = z[f"mean{i}"], z[f"proj{i}"], float(z["eps"])
+                w.dim = int(w.proj.shape[1])
+        return self
+
+    def unfitted_output(self, x: np.ndarray) -> np.ndarray:
+        return np.zeros((len(x), self.dim_out(x.shape[1])), np.float32)
+
+    def config(self) -> dict[str, Any]:
+        return {"step": self.name, "parts": self.parts, "dim": self.dim, "eps": self.eps}
 
 
 def make_step(config: dict[str, Any] | str) -> Step:

@@ -24,6 +24,8 @@ def eval_cmd(
     scales: Optional[str] = SCALES,
     flip: bool = FLIP,
     foreground: Optional[str] = FOREGROUND,
+    rotate: bool = typer.Option(False, "--rotate", help="Also query with each image turned 90° each way; "
+                                                        "each result keeps its best score."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Score a pipeline on a dataset. Features are cached, so a second run is fast."""
@@ -34,7 +36,8 @@ def eval_cmd(
                **extraction_options(max_side, scales, flip, foreground)}
     try:
         with progress_bar("describing", enabled=not as_json) as update:
-            res = evaluate(dataset, spec, options, split=split, holdout_last=holdout_last, progress=update)
+            res = evaluate(dataset, spec, options, split=split, holdout_last=holdout_last, progress=update,
+                           rotate=rotate)
     except (FileNotFoundError, ValueError, KeyError, NotImplementedError) as e:
         fail(str(e).strip("'\""))
     if as_json:

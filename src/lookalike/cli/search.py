@@ -32,6 +32,8 @@ def search_cmd(
     rerank: Optional[str] = typer.Option(None, help="Re-rank steps to add for this query, e.g. dba+aqe, "
                                                     "diffusion, krnn (`lookalike pipelines`)."),
     verify: bool = typer.Option(False, "--verify", help="Spatially verify the top 100 (the sv step)."),
+    rotate: bool = typer.Option(False, "--rotate", help="Also search with the query image turned 90° "
+                                                        "each way; each result keeps its best score."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
 ) -> None:
     """Rank the indexed images by similarity to a query; prints scores and the time taken."""
@@ -42,7 +44,8 @@ def search_cmd(
     idx = open_index(index)
     try:
         steps = "+".join(filter(None, ["sv" if verify else None, rerank]))
-        res = idx.search(image, k=k, text=text, id=id, box=parse_box(box), rerank=steps or None)
+        res = idx.search(image, k=k, text=text, id=id, box=parse_box(box), rerank=steps or None,
+                         rotate=rotate)
     except ImageError as e:
         fail(f"cannot read query image {e}")
     except (NotImplementedError, KeyError, ValueError) as e:

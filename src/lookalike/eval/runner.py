@@ -12,7 +12,8 @@ import numpy as np
 
 from ..config import cache_dir
 from ..index.flat import FlatStore
-from ..pipeline import Pipeline, QueryContext, build
+from ..io import load_image
+from ..pipeline import QUERY_TURNS, Pipeline, QueryContext, build, turned
 from ..runners import LocalRunner, process_batch
 from .dataset import Dataset, Query
 from .metrics import ranked_relevance, summarise
@@ -84,8 +85,9 @@ def split_queries(ds: Dataset, split_file: Path) -> Dataset:
 
 def evaluate(dataset: str | Path, spec: str = "default", options: dict[str, Any] | None = None,
              split: str | Path | None = None, holdout_last: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run the benchmark; returns the keys in ``KEYS``."""
+             progress: Callable[[int, int], None] | None = None, rotate: bool = False) -> dict[str, Any]:
+    """Run the benchmark; returns the keys in ``KEYS``. ``rotate`` also queries with each query
+    image turned 90 degrees each way (``Pipeline.search_views``)."""
     options = dict(options or {})
     ds = Dataset.load(dataset)
     if split:
@@ -114,6 +116,10 @@ def evaluate(dataset: str | Path, spec: str = "default", options: dict[str, Any]
         pipe.fit(_fit_descriptors(fit_source, pipe, base_spec, options) if fit_source else db_raw)
     db = pipe.prepare(db_raw)
     qv = pipe.prepare(q_raw)
+    if rotate:  # (Q, 1 + turns, D): upright, then the turned copies
+        turns = _turned_descriptors(ds, pipe, [q.image for q in ds.queries])
+        qv = np.concatenate([qv[:, None], pipe.prepare(turns.reshape(-1, turns.shape[-1])).reshape(
+            len(qv), len(QUERY_TURNS), -1)], axis=1)
     ids = np.arange(len(db), dtype=np.int64)
     if pipe.steps:
         db = pipe.fit_steps(ids, db)
@@ -123,7 +129,11 @@ def evaluate(dataset: str | Path, spec: str = "default", options: dict[str, Any]
     rels, nrel, times = [], [], []
     for qi, q in enumerate(ds.queries):
         t = time.perf_counter()
-        scores, got = pipe.search(store, qv[qi:qi + 1], len(db), [QueryContext(path=str(q.image), catalog=rows)])
+        ctx = QueryContext(path=str(q.image), catalog=rows)
+        if rotate:
+            scores, got = pipe.search_views(store, qv[qi], len(db), ctx)
+        else:
+            scores, got = pipe.search(store, qv[qi:qi + 1], len(db), [ctx])
         times.append((time.perf_counter() - t) * 1000)
         full = np.full(len(db), -np.inf, np.float64)
         valid = got[0] >= 0
@@ -135,6 +145,17 @@ def evaluate(dataset: str | Path, spec: str = "default", options: dict[str, Any]
     res.update(queries=len(ds.queries), images_per_s=round(rate, 2), query_ms_p50=round(float(np.median(times)), 3))
     return {k: (round(v, 4) if isinstance(v, float) and k not in ("images_per_s", "query_ms_p50") else v)
             for k, v in ((k, res[k]) for k in KEYS)}
+
+
+def _turned_descriptors(ds: Dataset, pipe: Pipeline, paths: list[Path]) -> np.ndarray:
+    """Raw descriptors (N, turns, D) of the images turned by ``QUERY_TURNS``; cached."""
+    f = _cache_file(ds, pipe, "turned-" + hashlib.sha1(
+        json.dumps([str(p) for p in paths] + list(QUERY_TURNS)).encode()).hexdigest()[:8])
+    if f.exists():
+        return np.load(f)["x"]
+    x = np.stack([pipe.describe(turned(load_image(p))[1:]) for p in paths])
+    np.savez(f, x=x)
+    return x
 
 
 def _fit_descriptors(dataset: str | Path, pipe: Pipeline, spec: str, options: dict[str, Any]) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 ``fc``, ``spoc``, ``mac``, ``rmac``, ``gem``, ``crow``, ``scda``, ``pwa``, ``cam``: EfficientNet-Lite2
 conv map pooled by that aggregation, L2, cosine. ``fusion-gem-crow``: both from one backbone pass,
-concatenated. Each name has a ``-pcaw`` form whose PCA-whitening is learned (on the collection
-when indexing, on ``fit_on`` in ``lookalike eval``) and stored with the index.
+concatenated. ``fusion-rmac-gem``: R-MAC and GeM at two scales (long side 352 and 498) from the
+same passes; its ``-pcaw`` form whitens each part on its own (1024 axes each). Each name has a
+``-pcaw`` form whose PCA-whitening is learned (on the collection when indexing, on ``fit_on`` in
+``lookalike eval``) and stored with the index.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..pipeline import PIPELINES, Pipeline, extraction_overrides
-from ..postprocess import Fusion, PCAWhitening
+from ..postprocess import Fusion, PartsWhitening, PCAWhitening
 from .deep import DeepExtractor
 
 # Backbone passes shared by every deep pipeline here (see bench/results_global.md).
@@ -82,8 +84,29 @@ def _fusion(whiten: bool) -> Callable[..., Pipeline]:
     return factory
 
 
+# The strongest global descriptor measured on holidays300 (BENCHMARKS.md, "Deep global descriptors"):
+# R-MAC + GeM, scales 1 and sqrt(2) of a 352 long side, each part whitened apart.
+MULTI_SCALE: dict[str, Any] = dict(scales=(1.0, 1.4142))
+PARTS_WHITEN: dict[str, Any] = dict(dim=1024, eps=0.1)
+
+
+def _fusion_rmac_gem(whiten: bool) -> Callable[..., Pipeline]:
+    def factory(**options: Any) -> Pipeline:
+        over = {**MULTI_SCALE, **extraction_overrides(options)}
+        rmac, gem = deep_extractor("rmac", **over), deep_extractor("gem", **over)
+        post = [PartsWhitening([rmac.dim, gem.dim], **PARTS_WHITEN)] if whiten else []
+        return DeepPipeline("fusion-rmac-gem" + ("-pcaw" if whiten else ""), Fusion(rmac, gem), post=post,
+                            description="R-MAC and GeM at scales 1 and sqrt(2), concatenated"
+                            + (", each part PCA-whitened" if whiten else ""))
+
+    factory.__doc__ = "Deep global descriptor: R-MAC and GeM, two scales, concatenated" + (
+        "; each part PCA-whitened (learned)." if whiten else ".")
+    return factory
+
+
 for _name in AGGREGATIONS:
     for _w in (False, True):
         PIPELINES.register(_name + ("-pcaw" if _w else ""))(_single(_name, _w))
 for _w in (False, True):
     PIPELINES.register("fusion-gem-crow" + ("-pcaw" if _w else ""))(_fusion(_w))
+    PIPELINES.register("fusion-rmac-gem" + ("-pcaw" if _w else ""))(_fusion_rmac_gem(_w))

@@ -109,14 +109,16 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
     # -- search ----------------------------------------------------------------------------------
     @app.post("/search", tags=["search"])
     def search_image(image: UploadFile = File(..., description="the query image"),
-                     k: int = Query(10, ge=1, le=1000), ix: LiveIndex = Depends(fresh)) -> dict[str, Any]:
+                     k: int = Query(10, ge=1, le=1000),
+                     rotate: bool = Query(False, description="also search with the image turned 90° each way"),
+                     ix: LiveIndex = Depends(fresh)) -> dict[str, Any]:
         """The k indexed images most similar to an uploaded image."""
         data = read_upload(image)
         try:
             rgb = decode(data, image.filename or "<upload>")
         except ImageError as e:
             raise image_error(e) from None
-        return ix.search(rgb, k=k).to_dict()
+        return ix.search(rgb, k=k, rotate=rotate).to_dict()
 
     @app.get("/search", tags=["search"])
     def search_get(text: Optional[str] = Query(None, max_length=1000), id: Optional[int] = Query(None),
