@@ -88,6 +88,17 @@ def test_search_by_upload_by_id_and_text(client, photo_dir):
     assert client.get("/search?id=1&k=0").status_code == 422
 
 
+def test_search_by_upload_turned_on_its_side(client, photo_dir):
+    buf = io.BytesIO()
+    Image.open(photo_dir / "img3.jpg").transpose(Image.Transpose.ROTATE_90).save(buf, "PNG")
+    files = {"image": ("side.png", buf.getvalue(), "image/png")}
+    plain = client.post("/search?k=8", files=files).json()["results"]
+    turned = client.post("/search?k=8&rotate=true", files=files).json()["results"]
+    assert turned[0]["path"].endswith("img3.jpg") and turned[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    before = next(r["score"] for r in plain if r["path"].endswith("img3.jpg"))
+    assert before < turned[0]["score"] - 1e-3
+
+
 def test_originals_and_cached_thumbnails(client, index_dir, photo_dir):
     i = ids_of(client, "img2.jpg")
     r = client.get(f"/images/{i}")
