@@ -88,6 +88,22 @@ def test_search_by_upload_by_id_and_text(client, photo_dir):
     assert client.get("/search?id=1&k=0").status_code == 422
 
 
+def test_search_with_rerank_steps(client, photo_dir):
+    i = ids_of(client, "img3.jpg")
+    plain = client.get(f"/search?id={i}&k=8").json()["results"]
+    r = client.get(f"/search?id={i}&k=8&rerank=aqe")
+    assert r.status_code == 200
+    got = r.json()["results"]
+    assert got[0]["id"] == i and sorted(x["id"] for x in got) == sorted(x["id"] for x in plain)
+    assert [x["score"] for x in got] != [x["score"] for x in plain]  # query expansion re-scored them
+    up = client.post("/search?k=3&rerank=dba%2Baqe",
+                     files={"image": ("q.jpg", (photo_dir / "img3.jpg").read_bytes(), "image/jpeg")})
+    assert up.status_code == 200 and up.json()["results"][0]["path"].endswith("img3.jpg")
+    bad = client.get(f"/search?id={i}&rerank=nonsense")
+    assert bad.status_code == 400 and "unknown re-rank step 'nonsense'" in bad.json()["detail"]
+    assert client.get(f"/search?id={i}&rerank=a%20b").status_code == 422
+
+
 def test_search_by_upload_turned_on_its_side(client, photo_dir):
     buf = io.BytesIO()
     Image.open(photo_dir / "img3.jpg").transpose(Image.Transpose.ROTATE_90).save(buf, "PNG")

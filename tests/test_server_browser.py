@@ -134,6 +134,17 @@ def test_page_search_click_explain_and_add(server, browser, photo_dir, tmp_path)
     screenshot(browser, tmp_path, "server_explain.png")
     browser.find_element(By.CSS_SELECTOR, "#viewer button").click()
 
+    # a photo stored on its side: with "turned" ticked, the upright original comes first
+    side = tmp_path / "side.png"
+    Image.open(photo_dir / "img3.jpg").transpose(Image.Transpose.ROTATE_90).save(side)
+    browser.find_element(By.ID, "rotate").click()
+    browser.find_element(By.ID, "file").send_keys(str(side))
+    wait.until(EC.text_to_be_present_in_element((By.ID, "status"), "for the image side.png in"))
+    first = browser.find_elements(By.CSS_SELECTOR, "#results .card")[0]
+    assert first.find_element(By.CLASS_NAME, "name").text == "img3.jpg"
+    assert float(first.find_element(By.CLASS_NAME, "score").text) == pytest.approx(1.0, abs=1e-3)
+    browser.find_element(By.ID, "rotate").click()
+
     # add a new image through the page with the token the server printed
     new = tmp_path / "new.png"
     Image.fromarray(synthetic_photo(123)).save(new)

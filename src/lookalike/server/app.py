@@ -24,6 +24,7 @@ from .. import __version__
 from ..api import IndexError_
 from ..index.catalog import ImageRow
 from ..io import ImageError, decode
+from ..pipeline import rerankers
 from .guards import BodyLimit, SecurityHeaders, token_ok
 from .live import LiveIndex
 from .media import atomic_write, save_upload, thumbnail
@@ -107,30 +108,44 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         return info
 
     # -- search ----------------------------------------------------------------------------------
+    RERANK = Query(None, max_length=100, pattern=r"^[a-z0-9-]+(\+[a-z0-9-]+)*$",
+                   description="re-rank steps for this query, e.g. aqe, dba+aqe, diffusion, sv")
+
+    def checked_steps(rerank: Optional[str]) -> Optional[str]:
+        known = rerankers()
+        unknown = [s for s in (rerank or "").split("+") if s and s not in known]
+        if unknown:
+            raise HTTPException(400, f"unknown re-rank step {unknown[0]!r} (known: {', '.join(known.names())})")
+        return rerank or None
+
     @app.post("/search", tags=["search"])
     def search_image(image: UploadFile = File(..., description="the query image"),
                      k: int = Query(10, ge=1, le=1000),
                      rotate: bool = Query(False, description="also search with the image turned 90° each way"),
+                     rerank: Optional[str] = RERANK,
                      ix: LiveIndex = Depends(fresh)) -> dict[str, Any]:
         """The k indexed images most similar to an uploaded image."""
+        steps = checked_steps(rerank)
         data = read_upload(image)
         try:
             rgb = decode(data, image.filename or "<upload>")
         except ImageError as e:
             raise image_error(e) from None
-        return ix.search(rgb, k=k, rotate=rotate).to_dict()
+        return ix.search(rgb, k=k, rotate=rotate, rerank=steps).to_dict()
 
     @app.get("/search", tags=["search"])
     def search_get(text: Optional[str] = Query(None, max_length=1000), id: Optional[int] = Query(None),
-                   k: int = Query(10, ge=1, le=1000), ix: LiveIndex = Depends(fresh)) -> dict[str, Any]:
+                   k: int = Query(10, ge=1, le=1000), rerank: Optional[str] = RERANK,
+                   ix: LiveIndex = Depends(fresh)) -> dict[str, Any]:
         """Search by the text ``text`` or by the indexed image ``id``."""
         if (text is None) == (id is None):
             raise HTTPException(400, "give exactly one of the query parameters 'text' or 'id' "
                                      "(or POST an image)")
         if text is not None and not text.strip():
             raise HTTPException(400, "empty text query")
+        steps = checked_steps(rerank)
         try:
-            return ix.search(text=text, id=id, k=k).to_dict()
+            return ix.search(text=text, id=id, k=k, rerank=steps).to_dict()
         except NotImplementedError as e:
             raise HTTPException(501, f"{e}: search by image instead") from None
         except KeyError:

@@ -51,7 +51,7 @@ function searchFile(file) {
   preview.hidden = false;
   const form = new FormData();
   form.append("image", file, file.name || "pasted.png");
-  return run(`the image ${file.name || "pasted"}`, () => call(`/search?k=${k()}`, { method: "POST", body: form }));
+  return run(`the image ${file.name || "pasted"}`, () => call(`/search?k=${k()}${$("rotate").checked ? "&rotate=true" : ""}`, { method: "POST", body: form }));
 }
 
 function searchId(id) {
