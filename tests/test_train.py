@@ -91,7 +91,7 @@ def test_learned_whitening_brings_pairs_together(tmp_path: Path) -> None:
 def trained(tmp_path_factory):
     """A tiny run on Lite0: 4 classes x 5 images, 64-pixel inputs (cache in a temp folder).
 
-    Before the one training epoch, 8 steps on fixed hard tuples record the loss before and after.
+    Before the one training epoch, 16 steps on fixed hard tuples record the loss before and after.
     """
     import os
 
@@ -110,7 +110,7 @@ def trained(tmp_path_factory):
     t.tail.eval()
     losses = [t.batch_loss(q, p, n).item()]
     t.tail.train()
-    for _ in range(8):
+    for _ in range(16):
         loss = t.batch_loss(q, p, n, grad=True)
         t.opt.zero_grad()
         loss.backward()

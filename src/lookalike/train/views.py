@@ -18,7 +18,7 @@ from PIL import Image, ImageEnhance
 from ..config import cache_dir
 from ..features.deep import load_rgb, resize_max_side
 
-AUG_VERSION = 1
+AUG_VERSION = 2
 
 
 def augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -40,8 +40,9 @@ def augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def make_view(path: Path, view: int, max_side: int, seed: int) -> np.ndarray:
     """The RGB input of one view of one image (view 0: no augmentation)."""
     rgb = load_rgb(path)
-    if view > 0:
-        digest = hashlib.sha1(f"{seed}|{path}|{view}".encode()).digest()
+    if view > 0:  # seeded by the image's folder and name, so a moved dataset gets the same views
+        where = f"{Path(path).parent.name}/{Path(path).name}"
+        digest = hashlib.sha1(f"{seed}|{where}|{view}".encode()).digest()
         rgb = augment(rgb, np.random.default_rng(int.from_bytes(digest[:8], "little")))
     return resize_max_side(rgb, max_side)
 
