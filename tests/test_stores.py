@@ -243,3 +243,29 @@ def test_ivf_trains_when_the_collection_first_passes_the_threshold(tmp_path):
             assert store.is_trained and store._index.ntotal == s + 100 - 50
     _, got = store.search(q, 10)  # every list probed: exact
     np.testing.assert_array_equal(np.sort(got, 1), np.sort(exact(x[50:], q, 10, "ip") + 50, 1))
+
+
+def test_index_on_an_ivf_store_trains_midway_and_reopens(tmp_path):
+    """An index whose IVF store passes its training threshold while images are being added."""
+    from PIL import Image
+
+    import lookalike
+    from conftest import synthetic_photo
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(30):
+        Image.fromarray(synthetic_photo(100 + i)).save(photos / f"p{i:02d}.png")
+    spec = "IVF4,Flat?nprobe=4&rescore=0&train_at=20&max_train=1000"
+    with lookalike.open(tmp_path / "ivf", pipeline="color", store=spec) as idx:
+        for start in (0, 10, 20):  # three runs of ten: the second one crosses the threshold
+            idx.add([photos / f"p{i:02d}.png" for i in range(start, start + 10)])
+            assert idx.store.is_trained == (start + 10 >= 20)
+        got = idx.search(photos / "p07.png", k=5)
+    with lookalike.open(tmp_path / "flat", pipeline="color", store="flat") as flat:
+        flat.add([photos])
+        want = flat.search(photos / "p07.png", k=5)
+    assert [h.path for h in got.hits] == [h.path for h in want.hits]  # every list probed: exact
+    with lookalike.open(tmp_path / "ivf") as again:
+        assert again.store.is_trained and len(again.store) == 30
+        assert [h.path for h in again.search(photos / "p07.png", k=5).hits] == [h.path for h in want.hits]
