@@ -99,9 +99,12 @@ def test_search_with_rerank_steps(client, photo_dir):
     up = client.post("/search?k=3&rerank=dba%2Baqe",
                      files={"image": ("q.jpg", (photo_dir / "img3.jpg").read_bytes(), "image/jpeg")})
     assert up.status_code == 200 and up.json()["results"][0]["path"].endswith("img3.jpg")
+    raw = client.get(f"/search?id={i}&k=8&rerank=dba+aqe")  # "+" unescaped arrives as a space
+    assert raw.status_code == 200
+    assert raw.json()["results"] == client.get(f"/search?id={i}&k=8&rerank=dba,aqe").json()["results"]
     bad = client.get(f"/search?id={i}&rerank=nonsense")
     assert bad.status_code == 400 and "unknown re-rank step 'nonsense'" in bad.json()["detail"]
-    assert client.get(f"/search?id={i}&rerank=a%20b").status_code == 422
+    assert client.get(f"/search?id={i}&rerank=a;b").status_code == 422
 
 
 def test_search_by_upload_turned_on_its_side(client, photo_dir):

@@ -108,15 +108,17 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         return info
 
     # -- search ----------------------------------------------------------------------------------
-    RERANK = Query(None, max_length=100, pattern=r"^[a-z0-9-]+(\+[a-z0-9-]+)*$",
+    # in a query string "+" arrives as a space: "dba+aqe", "dba%2Baqe" and "dba,aqe" all work
+    RERANK = Query(None, max_length=100, pattern=r"^[a-z0-9-]+([+ ,][a-z0-9-]+)*$",
                    description="re-rank steps for this query, e.g. aqe, dba+aqe, diffusion, sv")
 
     def checked_steps(rerank: Optional[str]) -> Optional[str]:
+        steps = [s for s in (rerank or "").replace(" ", "+").replace(",", "+").split("+") if s]
         known = rerankers()
-        unknown = [s for s in (rerank or "").split("+") if s and s not in known]
+        unknown = [s for s in steps if s not in known]
         if unknown:
             raise HTTPException(400, f"unknown re-rank step {unknown[0]!r} (known: {', '.join(known.names())})")
-        return rerank or None
+        return "+".join(steps) or None
 
     @app.post("/search", tags=["search"])
     def search_image(image: UploadFile = File(..., description="the query image"),
