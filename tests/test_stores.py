@@ -269,3 +269,30 @@ def test_index_on_an_ivf_store_trains_midway_and_reopens(tmp_path):
     with lookalike.open(tmp_path / "ivf") as again:
         assert again.store.is_trained and len(again.store) == 30
         assert [h.path for h in again.search(photos / "p07.png", k=5).hits] == [h.path for h in want.hits]
+
+
+def test_auto_index_moves_to_ivf_when_it_outgrows_exact_search(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import lookalike
+    from conftest import synthetic_photo
+    from lookalike.index import factory
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(24):
+        Image.fromarray(synthetic_photo(200 + i)).save(photos / f"p{i:02d}.png")
+    monkeypatch.setattr(factory, "EXACT_UP_TO", 15)  # a small collection stands in for 50,000
+    with lookalike.open(tmp_path / "idx", pipeline="color") as idx:
+        idx.add([photos / f"p{i:02d}.png" for i in range(9)])
+        first = idx.store
+        idx.add([photos / "p09.png"])
+        assert isinstance(first, FlatStore) and idx.store is first  # not outgrown: kept
+        before = [h.path for h in idx.search(photos / "p03.png", k=5).hits]
+        idx.add([photos / f"p{i:02d}.png" for i in range(10, 24)])  # 24 > 15: rebuilt as IVF
+        assert isinstance(idx.store, IVFPQStore) and idx.store.factory == "IVF64,Flat"
+        assert len(idx.store) == 24
+        after = [h.path for h in idx.search(photos / "p03.png", k=24).hits]
+        assert [p for p in after if p in before][:5] == before  # the first ten keep their order
+    with lookalike.open(tmp_path / "idx") as again:
+        assert isinstance(again.store, IVFPQStore) and len(again.store) == 24

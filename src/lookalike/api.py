@@ -18,7 +18,7 @@ import numpy as np
 from . import __version__
 from .index.base import VectorStore
 from .index.catalog import Catalog
-from .index.factory import load_store, make_store
+from .index.factory import auto_factory, load_store, make_store, store_factory
 from .io import ImageError, is_image_name, load_image
 from .pipeline import Pipeline, QueryContext, build, turned
 from .runners import LocalRunner, Result, process_batch
@@ -150,14 +150,20 @@ class Index:
             store = self._open_store()
         else:
             store = self._rebuild_store()
-            p = self.dir / STORE_FILE
-            if not readonly and p.is_dir():  # the new kind is written by the next save
-                shutil.rmtree(p)
-            elif not readonly and p.exists():
-                p.unlink()
+            if not readonly:
+                self._drop_saved_store()
         if not readonly and stored != self.store_spec:
             self.catalog.set_setting("store", self.store_spec)
         return store
+
+    def _drop_saved_store(self) -> None:
+        """Delete the saved store so the next save writes another kind (the catalog can rebuild
+        it if a crash comes first)."""
+        p = self.dir / STORE_FILE
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
 
     def _vectors_for_store(self, ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
         return self.pipeline.prepare(raw)
@@ -194,7 +200,7 @@ class Index:
         metric = "l2" if self.pipeline.metric == "l2" else "ip"
         return make_store(self.store_spec, dim, metric, n_expected=n_expected)
 
-    def _rebuild_store(self) -> VectorStore:
+    def _rebuild_store(self, n_expected: int | None = None) -> VectorStore:
         ids_all, raws = [], []
         for ids, raw in self.catalog.iter_vectors():
             ids_all.append(ids)
@@ -206,7 +212,7 @@ class Index:
         vecs = self.pipeline.prepare(np.concatenate(raws))
         if self.pipeline.steps:
             vecs = self.pipeline.fit_steps(ids, vecs)
-        store = self._new_store(vecs.shape[1], n_expected=len(ids))
+        store = self._new_store(vecs.shape[1], n_expected=max(len(ids), n_expected or 0))
         store.add(ids, vecs)
         return store
 
@@ -278,8 +284,14 @@ class Index:
             return
         if self.pipeline.needs_fit:
             self._fit_pipeline(todo)
-        if len(self.store) == 0 and self.store_spec == "auto":  # size known now: choose again
-            self.store = self._new_store(self.store.dim, n_expected=len(todo))
+        if self.store_spec == "auto":  # the size is known now: choose again
+            n = len(self.store) + len(todo)
+            if len(self.store) == 0:
+                self.store = self._new_store(self.store.dim, n_expected=len(todo))
+            elif not getattr(self.pipeline, "custom_store", False) and \
+                    auto_factory(n, self.store.dim) != store_factory(self.store):  # outgrown
+                self.store = self._rebuild_store(n_expected=n)
+                self._drop_saved_store()
         runner = runner or LocalRunner()
         fn = partial(process_batch, self.spec, json.dumps(self.options, sort_keys=True),
                      str(self.state_dir) if self.state_dir.exists() else None)

@@ -49,6 +49,22 @@ def choose(n: int | None, dim: int, memory_budget_mb: float | None = None) -> st
     return "ivfpq"
 
 
+def auto_factory(n: int | None, dim: int, memory_budget_mb: float | None = None) -> str:
+    """The store ``auto`` builds for ``n`` vectors: ``flat`` or the IVF factory string."""
+    name = choose(n, dim, memory_budget_mb)
+    if name == "flat":
+        return "flat"
+    return f"IVF{n_lists(n)},Flat" if name == "ivfflat" else ivfpq_factory(dim, n)
+
+
+def store_factory(store: VectorStore) -> str | None:
+    """What ``auto_factory`` would call this store (None for stores ``auto`` never makes)."""
+    store = getattr(store, "inner", store)  # a server's locked wrapper
+    if isinstance(store, FlatStore):
+        return "flat"
+    return getattr(store, "factory", None)
+
+
 def _params(query: str) -> dict[str, int]:
     return {k: int(v) for k, v in parse_qsl(query)}
 

@@ -157,9 +157,9 @@ class LiveIndex(Index):
     def _open_store(self) -> VectorStore:
         return self._wrap(super()._open_store())
 
-    def _rebuild_store(self) -> VectorStore:
+    def _rebuild_store(self, n_expected: int | None = None) -> VectorStore:
         with self.rw.write():  # re-rank steps are refitted here: no search may run meanwhile
-            return self._wrap(super()._rebuild_store())
+            return self._wrap(super()._rebuild_store(n_expected))
 
     # -- writes ----------------------------------------------------------------------------------
     def add_files(self, paths: Iterable[str], on_error: Callable[[str, str], None] | None = None) -> AddReport:
