@@ -160,7 +160,6 @@ class Pipeline:
             S[qi, :len(s)], I[qi, :len(i)] = s, i
         return _pad(S, I, k)
 
-
     def search_views(self, store: VectorStore, views: np.ndarray, k: int,
                      context: QueryContext | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (1, k) for one query given as several views (e.g. turned copies, see
@@ -180,13 +179,13 @@ def turned(image: np.ndarray) -> list[np.ndarray]:
 
 def best_per_id(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of (scores, ids) merged into one ranking (1, k), each id at its highest score."""
-    best: dict[int, float] = {}
-    for s, i in zip(np.asarray(scores).ravel().tolist(), np.asarray(ids).ravel().tolist()):
-        if i >= 0 and np.isfinite(s) and s > best.get(i, -np.inf):
-            best[i] = s
-    top = sorted(best.items(), key=lambda t: -t[1])[:k]
-    return _pad(np.array([[s for _, s in top]], np.float32).reshape(1, -1),
-                np.array([[i for i, _ in top]], np.int64).reshape(1, -1), k)
+    s, i = np.asarray(scores, np.float32).ravel(), np.asarray(ids, np.int64).ravel()
+    ok = (i >= 0) & np.isfinite(s)
+    s, i = s[ok], i[ok]
+    order = np.argsort(-s, kind="stable")
+    _, first = np.unique(i[order], return_index=True)  # each id's first place is its best score
+    keep = order[np.sort(first)][:k]
+    return _pad(s[keep][None], i[keep][None], k)
 
 
 def _call_step(step, q, s, i, store, ctx):

@@ -40,6 +40,10 @@ class Step:
     def dim_out(self, dim_in: int) -> int:
         return dim_in
 
+    def unfitted_output(self, x: np.ndarray) -> np.ndarray:
+        """Zeros of the output shape (what a store is sized from before the fit)."""
+        return np.zeros((len(x), self.dim_out(x.shape[1])), np.float32)
+
     def config(self) -> dict[str, Any]:
         return {"step": self.name}
 
@@ -134,10 +138,6 @@ class PCAWhitening(Step):
         self.dim = int(self.proj.shape[1])
         return self
 
-    def unfitted_output(self, x: np.ndarray) -> np.ndarray:
-        """Zeros of the output shape (what a store is sized from before the fit)."""
-        return np.zeros((len(x), self.dim_out(x.shape[1])), np.float32)
-
     def config(self) -> dict[str, Any]:
         return {"step": self.name, "dim": self.dim, "eps": self.eps}
 
@@ -192,9 +192,6 @@ class PartsWhitening(Step):
                 w.mean, w.proj, w.eps = z[f"mean{i}"], z[f"proj{i}"], float(z["eps"])
                 w.dim = int(w.proj.shape[1])
         return self
-
-    def unfitted_output(self, x: np.ndarray) -> np.ndarray:
-        return np.zeros((len(x), self.dim_out(x.shape[1])), np.float32)
 
     def config(self) -> dict[str, Any]:
         return {"step": self.name, "parts": self.parts, "dim": self.dim, "eps": self.eps}

@@ -30,6 +30,11 @@ def n_lists(n: int | None) -> int:
     return int(2 ** round(math.log2(max(64, 4 * math.sqrt(n or 250_000)))))
 
 
+def ivfflat_factory(n: int | None) -> str:
+    """IVF over full vectors with ~4 sqrt(n) lists."""
+    return f"IVF{n_lists(n)},Flat"
+
+
 def ivfpq_factory(dim: int, n: int | None) -> str:
     """IVF-PQ with ~4 sqrt(n) lists and ~dim/10 sub-quantisers of 8 bits (<= 128 bytes a vector)."""
     m = max(d for d in range(1, 129) if dim % d == 0 and d <= max(1, dim // 10))
@@ -54,7 +59,7 @@ def auto_factory(n: int | None, dim: int, memory_budget_mb: float | None = None)
     name = choose(n, dim, memory_budget_mb)
     if name == "flat":
         return "flat"
-    return f"IVF{n_lists(n)},Flat" if name == "ivfflat" else ivfpq_factory(dim, n)
+    return ivfflat_factory(n) if name == "ivfflat" else ivfpq_factory(dim, n)
 
 
 def store_factory(store: VectorStore) -> str | None:
@@ -86,7 +91,7 @@ def make_store(spec: str, dim: int, metric: str = "ip", n_expected: int | None =
         return HNSWStore(dim, metric, **params)
     if name == "ivfflat":  # exact scores inside the probed lists: nothing to re-score
         params = {"nprobe": 8, "rescore": 0, **params}
-        return IVFPQStore(dim, metric, f"IVF{n_lists(n_expected)},Flat", **params)
+        return IVFPQStore(dim, metric, ivfflat_factory(n_expected), **params)
     if name == "ivfpq":  # for IP, PQ on the vectors (not residuals): one lookup table per query
         params.setdefault("by_residual", 0 if metric == "ip" else -1)
         return IVFPQStore(dim, metric, ivfpq_factory(dim, n_expected), **params)

@@ -126,10 +126,14 @@ class IVFPQStore(VectorStore):
             rows = live[s:s + batch]
             self._index_add(np.ascontiguousarray(mm[rows], np.float32), rows)
 
+    def _sample(self, n: int) -> np.ndarray:
+        """Sorted indices of at most ``max_train`` of ``n`` rows (a fixed random sample)."""
+        if n <= self.max_train:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(0).choice(n, self.max_train, replace=False))
+
     def _train(self, v: np.ndarray) -> None:
-        if len(v) > self.max_train:
-            pick = np.sort(np.random.default_rng(0).choice(len(v), self.max_train, replace=False))
-            v = v[pick]
+        v = v[self._sample(len(v))]
         if self.center:
             self._mean = v.mean(axis=0, dtype=np.float64).astype(np.float32)
         try:
@@ -195,11 +199,7 @@ class IVFPQStore(VectorStore):
         if self._index.is_trained:
             self._index_add(vectors, rows)
         elif self._rows.n_rows >= self.train_at:  # first time past the threshold: train, index all
-            mm = self._vectors()
-            pick = np.arange(self._rows.n_rows)
-            if len(pick) > self.max_train:
-                pick = np.sort(np.random.default_rng(0).choice(len(pick), self.max_train, replace=False))
-            self.train(np.ascontiguousarray(mm[pick], np.float32))
+            self.train(np.ascontiguousarray(self._vectors()[self._sample(self._rows.n_rows)], np.float32))
 
     def remove(self, ids: np.ndarray) -> int:
         rows = self._rows.find(as_ids(ids))
