@@ -202,10 +202,10 @@ def run(args: argparse.Namespace) -> dict:
     }
     if sweep:
         out["sweep"] = sweep
-    if args.real_gap:  # the same separability measure on real default descriptors
-        import default_feats
+    if args.real_gap:  # the same separability measure on real gem descriptors
+        import gem_feats
 
-        out["gap_10_11_real"] = round(gap_10_11(default_feats.load(args.real_gap)["vectors"]), 5)
+        out["gap_10_11_real"] = round(gap_10_11(gem_feats.load(args.real_gap)["vectors"]), 5)
     if args.scan_queries:
         rows = min(n, args.scan_rows)
         scan_ms = classic_scan_ms(mix, rows, q[:args.scan_queries]) * n / rows
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sweep", nargs="*", default=[],
                    help="extra search settings to measure on the same build, e.g. 'nprobe=8&rescore=5'")
     p.add_argument("--real-gap", default=None, metavar="DATASET",
-                   help="also report gap_10_11 of the default descriptors of a benchmark dataset")
+                   help="also report gap_10_11 of the gem descriptors of a benchmark dataset")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     out = run(args)

@@ -28,7 +28,7 @@ from lookalike.features.deep import DeepExtractor
 from lookalike.features.deep_pipes import WHITEN
 from lookalike.postprocess import PCAWhitening, Power
 
-import default_feats
+import gem_feats
 
 # row name -> (aggregator, params)
 AGGS: dict[str, tuple[str, dict]] = {
@@ -100,7 +100,7 @@ def extract_variant(ds: Dataset, backbone: str, side: int, scale: float, flip: b
 
 def shared_descriptors(ds: Dataset) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """gem and fc from the shared GeM Lite2 352 features (same DeepExtractor, db order)."""
-    z = default_feats.load(ds)
+    z = gem_feats.load(ds)
     return ({"gem": z["vectors"].astype(np.float32), "fc": l2n(z["logits"].astype(np.float32))},
             {"gem": float("nan"), "fc": float("nan")})
 

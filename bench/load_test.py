@@ -4,7 +4,7 @@
                               [--add 1000 --add-via api|process] [--seed-from holidays300]
 
 It starts the server (127.0.0.1, a free port) on an existing index, or first builds one: with
-``--seed-from DATASET`` from the shared precomputed descriptors of the ``default`` pipeline
+``--seed-from DATASET`` from the shared precomputed descriptors of the ``gem`` pipeline
 (~/.cache/lookalike/shared_feats/, no extraction), else ``lookalike index`` of the dataset's images
 with ``--pipeline``. Clients send searches by indexed id (``GET /search?id=``) and, a share
 ``--image-share`` of the time, by uploaded image (``POST /search``). With ``--add N``, N synthetic
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from conftest import synthetic_photo  # noqa: E402  (the tests' synthetic photo generator)
 
-import default_feats  # noqa: E402  (bench/: the default descriptors, extracted once)
+import gem_feats  # noqa: E402  (bench/: the gem descriptors, extracted once)
 
 HOST = "127.0.0.1"  # never anything else
 MAX_SECONDS, MAX_REQUESTS = 900, 500_000
@@ -49,14 +49,14 @@ CLI = [sys.executable, "-c", "from lookalike.cli import main; main()"]
 
 
 def seed_index(index: Path, dataset: Path) -> None:
-    """A ``default``-pipeline index of ``dataset``'s database from the shared precomputed descriptors."""
+    """A ``gem``-pipeline index of ``dataset``'s database from the shared precomputed descriptors."""
     from lookalike.api import Index
     from lookalike.eval.dataset import Dataset
 
     ds = Dataset.load(dataset)
-    feats = default_feats.load(ds)
+    feats = gem_feats.load(ds)
     vec = dict(zip(feats["ids"].tolist(), feats["vectors"]))
-    idx = Index(index, "default")
+    idx = Index(index, "gem")
     with idx.catalog.tx() as db:
         for item_id, path in zip(ds.db_ids, ds.db_paths):
             data = Path(path).read_bytes()

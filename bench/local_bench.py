@@ -1,4 +1,4 @@
-"""Benchmark of the local-feature methods on holidays300: sift-bow, orb-bow, sift-vlad, default(+sv).
+"""Benchmark of the local-feature methods on holidays300: sift-bow, orb-bow, sift-vlad, gem(+sv).
 
 Local features are extracted once and cached under ~/.cache/lookalike/local/ (npz per dataset and
 detector settings), so reruns only pay for vocabularies and scoring.
@@ -23,7 +23,7 @@ from lookalike.features.local.bow import BowIndex, BowParams
 from lookalike.features.local.keypoints import LocalFeatures, make_detector
 from lookalike.features.local.vocab import Vocabulary
 
-import default_feats
+import gem_feats
 
 
 VOCAB_IMAGES = 400
@@ -126,14 +126,14 @@ def bench_bow(ds: Dataset, db: list[LocalFeatures], train: list[LocalFeatures], 
 
 
 def bench_sv(ds: Dataset, db: list[LocalFeatures], gem: np.ndarray, **sv_params: Any) -> dict[str, Any]:
-    """``default`` (GeM cosine) and ``default+sv`` through Pipeline.search with the sv step."""
+    """``gem`` (GeM cosine) and ``gem+sv`` through Pipeline.search with the sv step."""
     from types import SimpleNamespace
 
     from lookalike.features.local.sv import SpatialVerification
     from lookalike.index.flat import FlatStore
     from lookalike.pipeline import build
 
-    pipe = build("default")
+    pipe = build("gem")
     step = SpatialVerification(**sv_params)
     step.features = dict(enumerate(db))
     pipe.steps.append(step)
@@ -158,7 +158,7 @@ def bench_sv(ds: Dataset, db: list[LocalFeatures], gem: np.ndarray, **sv_params:
         return full(s[0], i[0])
 
     res = score_queries(ds, fn)
-    return {"default": base, "default+sv": res, "sv_query_ms_p50": round(1000 * float(np.median(times)), 1),
+    return {"gem": base, "gem+sv": res, "sv_query_ms_p50": round(1000 * float(np.median(times)), 1),
             "sv_query_ms_mean": round(1000 * float(np.mean(times)), 1)}
 
 
@@ -219,10 +219,10 @@ def main() -> None:
         report("sift-vlad: 64 words", bench_vlad(ds, db, train, 64, None))
         report("sift-vlad: 64 words, PCA-whitened to 256", bench_vlad(ds, db, train, 64, 256))
     if "sv" in only:
-        z = default_feats.load(ds)
+        z = gem_feats.load(ds)
         r = bench_sv(ds, [f.subset(1000) for f in feats["sift"][0]], z["vectors"].astype(np.float32))
-        report("default (GeM EfficientNet-Lite2, shared features)", r["default"])
-        report("default+sv (top 100 verified)", {**r["default+sv"], "rerank_ms_p50": r["sv_query_ms_p50"],
+        report("gem (GeM EfficientNet-Lite2, shared features)", r["gem"])
+        report("gem+sv (top 100 verified)", {**r["gem+sv"], "rerank_ms_p50": r["sv_query_ms_p50"],
                                                   "rerank_ms_mean": r["sv_query_ms_mean"]})
     if "orb" in only:
         db, train = feats["orb"]

@@ -1,15 +1,15 @@
 """Re-ranking benchmark: mAP on holidays300 and caltech101_97, and added query latency at 10k.
 
-Features are the shared GeM EfficientNet-Lite2 (max side 352) descriptors of the ``default``
-pipeline, extracted once by ``bench/default_feats.py`` (the queries of both sets are
-database images). Scoring uses the ``default`` pipeline's search with the steps, and
+Features are the shared GeM EfficientNet-Lite2 (max side 352) descriptors of the ``gem``
+pipeline, extracted once by ``bench/gem_feats.py`` (the queries of both sets are
+database images). Scoring uses the ``gem`` pipeline's search with the steps, and
 ``lookalike.eval.metrics`` (pessimistic ties).
 
     PYTHONPATH=src python bench/rerank_bench.py                     # the default table
     PYTHONPATH=src python bench/rerank_bench.py -r "aqe:alpha=0,min_sim=-1,n=4" -r dba+aqe
 
 A chain is ``STEP[:param=value,...]+...``; without parameters a step runs with its defaults,
-exactly as the spec string ``default+STEP+...`` builds it.
+exactly as the spec string ``gem+STEP+...`` builds it.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from lookalike.eval.metrics import ranked_relevance, summarise
 from lookalike.pipeline import Pipeline, build
 from lookalike.rerank import RERANKERS, Reranker
 
-import default_feats
+import gem_feats
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
 DEFAULT_CHAINS = ["aqe", "dba", "dba+aqe", "krnn", "diffusion"]
@@ -48,7 +48,7 @@ def parse_chain(spec: str) -> list[Reranker]:
 
 
 def pipeline_for(chain: str) -> Pipeline:
-    pipe = build("default")
+    pipe = build("gem")
     pipe.steps = parse_chain(chain)
     return pipe
 
@@ -56,7 +56,7 @@ def pipeline_for(chain: str) -> Pipeline:
 def load_set(name: str) -> tuple[Dataset, np.ndarray, np.ndarray]:
     """The dataset, its database vectors in ``db_ids`` order, and the query rows."""
     ds = Dataset.load(DATA / name)
-    z = default_feats.load(ds)
+    z = gem_feats.load(ds)
     row = {str(i): r for r, i in enumerate(z["ids"])}
     vectors = z["vectors"].astype(np.float32)[[row[d] for d in ds.db_ids]]
     at = {p.resolve(): i for i, p in enumerate(ds.db_paths)}
@@ -74,7 +74,7 @@ def index(pipe: Pipeline, vectors: np.ndarray):
 
 
 def evaluate(name: str, chain: str, loaded: dict) -> float:
-    """mAP of ``default+chain`` on a dataset, ranking the whole database."""
+    """mAP of ``gem+chain`` on a dataset, ranking the whole database."""
     ds, vectors, qrows = loaded.setdefault(name, load_set(name))
     pipe = pipeline_for(chain)
     store = index(pipe, vectors)
@@ -134,7 +134,7 @@ def main() -> None:
     for chain in chains:
         maps = [evaluate(s, chain, loaded) for s in sets]
         lat = "-" if big is None or chain == "none" else f"{latency_ms(chain, big):.1f}"
-        print(f"| default | {chain} | " + " | ".join(f"{m:.4f}" for m in maps) + f" | {lat} |",
+        print(f"| gem | {chain} | " + " | ".join(f"{m:.4f}" for m in maps) + f" | {lat} |",
               flush=True)
 
 

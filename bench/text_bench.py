@@ -3,7 +3,7 @@ learned bridge (trained on the first 800 images' captions, scored on the last 20
 
     PYTHONPATH=src .venv/bin/python bench/text_bench.py [--dataset ../shared/datasets/flickr8k_1k]
 
-Image descriptors and logits are the default descriptors that ``bench/default_feats.py`` extracts
+Image descriptors and logits are the gem descriptors that ``bench/gem_feats.py`` extracts
 once and keeps (~/.cache/lookalike/shared_feats/flickr8k_1k_gem_lite2_352.npz). Caption
 embeddings are cached too.
 """
@@ -25,11 +25,11 @@ from lookalike.text.classes import prompt_embeddings  # noqa: E402
 from lookalike.text.evaluate import text_vectors  # noqa: E402
 from lookalike.text.store import TextIndex  # noqa: E402
 
-import default_feats  # noqa: E402
+import gem_feats  # noqa: E402
 
 
 def features(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    z = default_feats.load(ds)
+    z = gem_feats.load(ds)
     return z["vectors"].astype(np.float32), z["logits"].astype(np.float32)
 
 

@@ -1,6 +1,6 @@
 """How much can a learned map on the off-the-shelf descriptors gain on caltech101_97's unseen classes?
 
-Reads the shared ``default`` descriptors (``bench/default_feats.py``) and reports mAP (each image
+Reads the shared ``gem`` descriptors (``bench/gem_feats.py``) and reports mAP (each image
 queries the others of its set, same class = relevant):
 
 - off-the-shelf, on the test classes;
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-import default_feats
+import gem_feats
 from lookalike.eval.dataset import Dataset
 from lookalike.features.aggregators import l2n
 from lookalike.train.whiten import learn_whitening, positive_pairs
@@ -73,7 +73,7 @@ def main() -> None:
     args = ap.parse_args()
     ds = Dataset.load(args.dataset)
     split = json.loads(args.split.read_text())
-    z = default_feats.load(ds)
+    z = gem_feats.load(ds)
     x = z["vectors"].astype(np.float64)
     labels = np.array([ds.labels[str(i)] for i in z["ids"]])
     train, test = np.isin(labels, split["train_classes"]), np.isin(labels, split["test_classes"])

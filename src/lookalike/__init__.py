@@ -1,7 +1,7 @@
 """lookalike: content-based image retrieval — search a collection by image and by text."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def open(directory, pipeline=None, **options):  # noqa: A001 - mirrors the built-in on purpose

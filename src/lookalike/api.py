@@ -5,6 +5,7 @@ import builtins
 import fcntl
 import fnmatch
 import json
+import logging
 import os
 import shutil
 import time
@@ -20,10 +21,11 @@ from .index.base import VectorStore
 from .index.catalog import Catalog
 from .index.factory import auto_factory, load_store, make_store, store_factory
 from .io import ImageError, is_image_name, load_image
-from .pipeline import Pipeline, QueryContext, build, turned
+from .pipeline import RENAMED_BASES, Pipeline, QueryContext, build, parse_spec, turned
 from .runners import LocalRunner, Result, process_batch
 
 STORE_FILE = "vectors.faiss"
+log = logging.getLogger(__name__)
 
 
 class IndexError_(Exception):
@@ -121,6 +123,7 @@ class Index:
                                   "use another --index folder, or omit --pipeline")
             if options and {k: v for k, v in options.items() if v is not None} != opts:
                 raise IndexError_(f"{self.dir} was built with options {opts}, not {options}")
+        spec = self._renamed_base(spec, opts, readonly)
         self.spec, self.options = spec, opts
         self.pipeline: Pipeline = build(spec, **opts)
         self.state_dir = self.dir / "state"
@@ -131,6 +134,24 @@ class Index:
         self._query_steps: dict[str, tuple[tuple[int, ...], Pipeline, VectorStore]] = {}  # per --rerank
 
     # -- consistency ---------------------------------------------------------------------------
+    def _renamed_base(self, spec: str, opts: dict[str, Any], readonly: bool) -> str:
+        """The spec to open an index with when its base pipeline has since been renamed: an index
+        built when ``default`` was single-scale GeM (``gem`` now) opens as ``gem``."""
+        base, steps = parse_spec(spec)
+        new = RENAMED_BASES.get(base)
+        stored = self.catalog.get_setting("extractor")
+        if new is None or stored is None or opts.get("model"):
+            return spec
+        if json.loads(json.dumps(build(base, **opts).extractor.config())) == stored:
+            return spec
+        if json.loads(json.dumps(build(new, **opts).extractor.config())) != stored:
+            return spec  # neither: _check_config reports it
+        renamed = "+".join([new, *steps])
+        log.info("%s: pipeline %r was renamed %r since this index was built", self.dir, base, new)
+        if not readonly:
+            self.catalog.set_setting("pipeline", {"spec": renamed, "options": opts})
+        return renamed
+
     def _check_config(self, readonly: bool) -> None:
         cfg = json.loads(json.dumps(self.pipeline.extractor.config()))
         stored = self.catalog.get_setting("extractor")

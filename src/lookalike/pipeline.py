@@ -240,7 +240,8 @@ def _color(compare: str = "pearson", **_: Any) -> Pipeline:
                     description=f"HSV colour histograms of 5 regions, compared by {compare}")
 
 
-DEFAULT_DEEP = dict(backbone="efficientnet-lite2", aggregator="gem", max_side=352)
+# The fast single-scale descriptor: the ``gem`` and ``text`` pipelines, and fine-tuned models' base.
+GEM_DEEP = dict(backbone="efficientnet-lite2", aggregator="gem", max_side=352)
 
 # Pipeline options that change how a deep extractor sees an image (CLI: --max-side, --scales, ...).
 EXTRACTION_OPTIONS = ("max_side", "scales", "flip", "foreground")
@@ -259,23 +260,11 @@ def deep_options(model: str | None = None, **base: Any) -> tuple[dict[str, Any],
     ``lookalike train``) replaces the backbone weights, GeM exponent and input size, and adds its
     learned whitening. ``base`` (e.g. ``extraction_overrides``) has the last word."""
     if not model:
-        return {**DEFAULT_DEEP, **base}, []
+        return {**GEM_DEEP, **base}, []
     from .train.model import load_model
 
     spec = load_model(model)
-    return {**DEFAULT_DEEP, **spec.extractor_kwargs(), **base}, spec.post_steps()
-
-
-@PIPELINES.register("default")
-def _default(model: str | None = None, **options: Any) -> Pipeline:
-    """EfficientNet-Lite2 last conv map, GeM pooling, L2; cosine (``model=``: a fine-tuned backbone)."""
-    from .features.deep import DeepExtractor
-
-    kwargs, post = deep_options(model, **extraction_overrides(options))
-    desc = "EfficientNet-Lite2 conv map, GeM pooling (p=3), L2; cosine"
-    if model:
-        desc = f"fine-tuned {kwargs['backbone']} from {model}, GeM (p={kwargs['p']:.2f}), L2; cosine"
-    return Pipeline("default", DeepExtractor(**kwargs), post=post, description=desc)
+    return {**GEM_DEEP, **spec.extractor_kwargs(), **base}, spec.post_steps()
 
 
 def _load_plugins() -> None:
@@ -325,6 +314,10 @@ def build(spec: str, **options: Any) -> Pipeline:
         pipe.steps.append(step)
     return pipe
 
+
+# Bases whose meaning changed: an index built under the old name whose extractor matches the new
+# name's opens under the new name (``default`` was single-scale GeM until version 0.2).
+RENAMED_BASES: dict[str, str] = {"default": "gem"}
 
 # Re-ranked pipelines worth naming (any BASE+STEP... spec works; these are the measured ones).
 COMPOSITIONS = ["default+aqe", "default+dba+aqe", "default+krnn", "default+diffusion", "default+sv"]

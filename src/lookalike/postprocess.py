@@ -223,6 +223,8 @@ class Fusion:
         self.first, self.second, self.weights = first, second, (float(weights[0]), float(weights[1]))
         self.name = f"fusion-{first.name}-{second.name}"
         self.dim = int(first.dim) + int(second.dim)
+        if self._together():
+            self.describe_with_logits = self._describe_with_logits
 
     @property
     def max_side(self) -> int | None:
@@ -235,12 +237,21 @@ class Fusion:
         norm = float(np.sqrt(w1 * w1 + w2 * w2)) or 1.0
         return np.hstack([l2n(a) * (w1 / norm), l2n(b) * (w2 / norm)]).astype(np.float32)
 
+    def _together(self) -> bool:
+        """True when both parts come from the same backbone passes (pooled twice, run once)."""
+        return hasattr(self.first, "describe_together") and self.first.shares_pass(self.second)
+
     def describe(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        together = getattr(self.first, "describe_together", None)
-        if together is not None and self.first.shares_pass(self.second):  # one backbone pass
-            both = together(images, [self.second])
+        if self._together():
+            both, _ = self.first.describe_together(images, [self.second])
             return self.combine(both[:, :self.first.dim], both[:, self.first.dim:])
         return self.combine(self.first.describe(images), self.second.describe(images))
+
+    def _describe_with_logits(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Descriptors and the first part's ImageNet logits (N, 1000), for text search; bound as
+        ``describe_with_logits`` only when both parts share the backbone passes."""
+        both, logits = self.first.describe_together(images, [self.second])
+        return self.combine(both[:, :self.first.dim], both[:, self.first.dim:]), logits
 
     def config(self) -> dict[str, Any]:
         return {"extractor": "fusion", "weights": list(self.weights),

@@ -165,11 +165,13 @@ class DeepExtractor:
         keys = ("backbone_name", "weights", "max_side", "scales", "flip", "snap")
         return isinstance(other, DeepExtractor) and all(getattr(self, k) == getattr(other, k) for k in keys)
 
-    def describe_together(self, images: Sequence[np.ndarray], others: Sequence["DeepExtractor"]) -> np.ndarray:
-        """[self | other ...] descriptors from one set of backbone passes (see ``shares_pass``)."""
+    def describe_together(self, images: Sequence[np.ndarray], others: Sequence["DeepExtractor"]
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """[self | other ...] descriptors from one set of backbone passes (see ``shares_pass``), and
+        the ImageNet logits (N, 1000) of the first scale."""
         if not all(self.shares_pass(o) for o in others):
             raise ValueError("describe_together needs extractors with the same backbone passes")
-        return self._describe_prepared([self.variants(im) for im in images], others=others)[0]
+        return self._describe_prepared([self.variants(im) for im in images], others=others)
 
     # -- public API --------------------------------------------------------------------------
     def describe_with_logits(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

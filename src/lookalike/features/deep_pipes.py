@@ -1,4 +1,10 @@
-"""Registers the deep global-descriptor pipelines: one per aggregation, a fusion, and whitened forms.
+"""Registers the deep global-descriptor pipelines: ``default``, one per aggregation, two fusions,
+and whitened forms.
+
+``default``: ``fusion-rmac-gem`` whitened by the whitening that ships with lookalike (learned once
+on flickr8k_1k by ``scripts/fit_default_whitening.py``), so it needs no fitting and works from the
+first image; the best global descriptor measured (BENCHMARKS.md). With ``model=`` (a fine-tuned
+backbone from ``lookalike train``) it is that model's GeM descriptor instead.
 
 ``fc``, ``spoc``, ``mac``, ``rmac``, ``gem``, ``crow``, ``scda``, ``pwa``, ``cam``: EfficientNet-Lite2
 conv map pooled by that aggregation, L2, cosine. ``fusion-gem-crow``: both from one backbone pass,
@@ -9,11 +15,12 @@ same passes; its ``-pcaw`` form whitens each part on its own (1024 axes each). E
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..pipeline import PIPELINES, Pipeline, extraction_overrides
+from ..pipeline import PIPELINES, Pipeline, deep_options, extraction_overrides
 from ..postprocess import Fusion, PartsWhitening, PCAWhitening
 from .deep import DeepExtractor
 
@@ -59,10 +66,20 @@ def _post(whiten: bool) -> list[Any]:
     return [PCAWhitening(**WHITEN)] if whiten else []
 
 
+def fine_tuned(name: str, model: str, options: dict[str, Any]) -> Pipeline:
+    """The GeM pipeline of a fine-tuned backbone (``lookalike train``), with its learned whitening."""
+    kwargs, post = deep_options(model, **extraction_overrides(options))
+    return Pipeline(name, DeepExtractor(**kwargs), post=post,
+                    description=f"fine-tuned {kwargs['backbone']} from {model}, GeM (p={kwargs['p']:.2f}), "
+                                "L2; cosine")
+
+
 def _single(name: str, whiten: bool) -> Callable[..., Pipeline]:
     _, _, what = AGGREGATIONS[name]
 
-    def factory(**options: Any) -> Pipeline:
+    def factory(model: str | None = None, **options: Any) -> Pipeline:
+        if model and name == "gem" and not whiten:
+            return fine_tuned(name, model, options)
         ex = deep_extractor(name, **extraction_overrides(options))
         return DeepPipeline(name + ("-pcaw" if whiten else ""), ex, post=_post(whiten),
                         description=f"EfficientNet-Lite2, {what}" + (", PCA-whitened" if whiten else ""))
@@ -102,6 +119,40 @@ def _fusion_rmac_gem(whiten: bool) -> Callable[..., Pipeline]:
     factory.__doc__ = "Deep global descriptor: R-MAC and GeM, two scales, concatenated" + (
         "; each part PCA-whitened (learned)." if whiten else ".")
     return factory
+
+
+# The whitening of ``default``: PartsWhitening(**PARTS_WHITEN) learned on flickr8k_1k's 1000 images
+# (never on an evaluated set), stored as float16.
+SHIPPED_WHITENING = Path(__file__).with_name("data") / "default-whitening"
+
+
+def shipped_whitening(parts: list[int]) -> PartsWhitening:
+    """``default``'s whitening, loaded from the package (float32 in memory)."""
+    white = PartsWhitening(parts, **PARTS_WHITEN)
+    if not (SHIPPED_WHITENING / white.FILE).exists():
+        raise FileNotFoundError(f"{SHIPPED_WHITENING / white.FILE} is missing: reinstall lookalike, "
+                                "or run scripts/fit_default_whitening.py")
+    white.load(SHIPPED_WHITENING)
+    for w in white.whitenings:
+        w.mean, w.proj = np.asarray(w.mean, np.float32), np.asarray(w.proj, np.float32)
+    if [w.proj.shape[0] for w in white.whitenings] != parts:
+        raise ValueError(f"{SHIPPED_WHITENING} does not fit parts {parts}")
+    return white
+
+
+@PIPELINES.register("default")
+def _default(model: str | None = None, fit_on: str | None = None, **options: Any) -> Pipeline:
+    """R-MAC + GeM at two scales, each part whitened by the shipped whitening (``model=``: fine-tuned GeM)."""
+    if model:
+        return fine_tuned("default", model, options)
+    over = {**MULTI_SCALE, **extraction_overrides(options)}
+    rmac, gem = deep_extractor("rmac", **over), deep_extractor("gem", **over)
+    parts = [rmac.dim, gem.dim]
+    # ``fit_on`` (lookalike eval --fit-on): learn the whitening on that set instead of the shipped one
+    white = PartsWhitening(parts, **PARTS_WHITEN) if fit_on else shipped_whitening(parts)
+    return DeepPipeline("default", Fusion(rmac, gem), post=[white],
+                        description="EfficientNet-Lite2, R-MAC and GeM at scales 1 and sqrt(2) of a 352 long "
+                                    "side, each part PCA-whitened (shipped whitening), concatenated; cosine")
 
 
 for _name in AGGREGATIONS:

@@ -17,7 +17,7 @@ import numpy as np
 from ..config import cache_dir
 from ..eval.dataset import Dataset
 from ..eval.metrics import ranked_relevance, summarise
-from ..pipeline import DEFAULT_DEEP
+from ..pipeline import GEM_DEEP
 from ..runners import LocalRunner, process_batch
 from .bridge import BridgeConfig, TextBridge, class_probs
 from .classes import prompt_embeddings
@@ -28,8 +28,8 @@ KEYS = ("mAP", "P@1", "P@10", "R@1", "R@5", "R@10", "queries", "images_per_s", "
 
 def image_features(ds: Dataset, progress: Callable[[int, int], None] | None = None,
                    batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Default-pipeline descriptors (N, 1280) and ImageNet logits (N, 1000) of the db, cached."""
-    key = hashlib.sha1(f"{ds.root.resolve()}|{json.dumps(DEFAULT_DEEP, sort_keys=True)}".encode()).hexdigest()[:16]
+    """GeM descriptors (N, 1280, the ``text`` pipeline's) and ImageNet logits (N, 1000) of the db, cached."""
+    key = hashlib.sha1(f"{ds.root.resolve()}|{json.dumps(GEM_DEEP, sort_keys=True)}".encode()).hexdigest()[:16]
     f = cache_dir() / "eval" / f"{ds.name}-textfeats-{key}.npz"
     if f.exists():
         z = np.load(f)
@@ -40,7 +40,7 @@ def image_features(ds: Dataset, progress: Callable[[int, int], None] | None = No
     paths = [str(p) for p in ds.db_paths]
     batches = [paths[i:i + batch] for i in range(0, len(paths), batch)]
     done = 0
-    for results in LocalRunner().map(lambda b: process_batch("default", "{}", None, b), batches):
+    for results in LocalRunner().map(lambda b: process_batch("text", "{}", None, b), batches):
         for r in results:
             if r.vector is not None:
                 X[done] = r.vector

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import api
 from ..eval import runner as eval_runner
-from ..pipeline import DEFAULT_DEEP, PIPELINES, Pipeline
+from ..pipeline import GEM_DEEP, PIPELINES, Pipeline
 from .bridge import BRIDGE_FILE, TextBridge, class_probs
 from .classes import prompt_embeddings
 from .evaluate import evaluate_text
@@ -31,10 +31,10 @@ REPLACED_ON_UPDATE = ("filename", "meta", "caption", "ocr")  # user tags survive
 
 @PIPELINES.register("text")
 def _text_pipeline(**_: Any) -> Pipeline:
-    """Default image features plus text search: keywords, MiniLM meaning, zero-shot classes, learned bridge."""
+    """GeM image features (as ``gem``) plus text search: keywords, MiniLM meaning, zero-shot classes, learned bridge."""
     from ..features.deep import DeepExtractor
 
-    return Pipeline("text", DeepExtractor(**DEFAULT_DEEP), supports_text=True,
+    return Pipeline("text", DeepExtractor(**GEM_DEEP), supports_text=True,
                     description="EfficientNet-Lite2 GeM for images; text by keyword (FTS5), MiniLM, "
                                 "zero-shot ImageNet classes and a learned image→text bridge")
 

@@ -1,11 +1,11 @@
-"""The ``default`` pipeline's raw descriptors and ImageNet logits of a benchmark dataset's database.
+"""The ``gem`` pipeline's raw descriptors and ImageNet logits of a benchmark dataset's database.
 
 Several benchmarks start from the same vectors: GeM on EfficientNet-Lite2, long side 352, one scale
 (what ``DeepExtractor(aggregator="gem", max_side=352)`` gives). They are extracted once and kept in
 ``~/.cache/lookalike/shared_feats/{name}_gem_lite2_352.npz`` (``ids``, ``vectors``, ``logits``, in
 ``gt.json`` database order).
 
-    PYTHONPATH=src python bench/default_feats.py ../shared/datasets/holidays300 [...]
+    PYTHONPATH=src python bench/gem_feats.py ../shared/datasets/holidays300 [...]
 """
 from __future__ import annotations
 
