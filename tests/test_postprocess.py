@@ -134,3 +134,35 @@ def test_turned_gives_upright_then_quarter_turns():
     assert [v.shape for v in views] == [(2, 3, 3), (3, 2, 3), (3, 2, 3)]
     np.testing.assert_array_equal(views[1], np.rot90(img, 1))
     np.testing.assert_array_equal(views[2], np.rot90(img, -1))
+
+
+def test_views_are_reranked_once_from_the_best_view():
+    """With re-rank steps, the views' merged list is re-ranked once, from the view that matched
+    best: re-ranked scores of different views are not comparable."""
+    from lookalike.index.flat import FlatStore
+    from lookalike.pipeline import Pipeline
+
+    class Recorder:
+        name = "rec"
+        calls: list = []
+
+        def rerank(self, q, s, i, store):
+            self.calls.append((q.copy(), i.copy()))
+            return s[:, ::-1].copy(), i[:, ::-1].copy()  # reverse: visible in the output
+
+    rng = np.random.default_rng(0)
+    db = rng.normal(size=(6, 8)).astype(np.float32)
+    db /= np.linalg.norm(db, axis=1, keepdims=True)
+    store = FlatStore(8, "ip")
+    store.add(np.arange(10, 16, dtype=np.int64), db)
+    views = np.stack([db[0] + db[1], db[3], db[4] + db[5]]).astype(np.float32)
+    views /= np.linalg.norm(views, axis=1, keepdims=True)
+    pipe = Pipeline("t", extractor=None, steps=[Recorder()], shortlist=4)
+    s, i = pipe.search_views(store, views, 3)
+    (q, given), = Recorder.calls  # one call, from view 1 (it matches id 13 exactly)
+    np.testing.assert_allclose(q[0], views[1])
+    merged_s, merged_i = best_per_id(*store.search(views, 4), 6)
+    assert given[0].tolist() == merged_i[0].tolist() and given[0, 0] == 13
+    assert i[0].tolist() == merged_i[0][::-1][:3].tolist()
+    plain = Pipeline("t", extractor=None)
+    assert plain.search_views(store, views, 3)[1][0].tolist() == merged_i[0, :3].tolist()

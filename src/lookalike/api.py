@@ -436,7 +436,8 @@ class Index:
         """The k most similar indexed images to an image (path, bytes, RGB array), an indexed id,
         or a text query; ``rerank`` adds re-rank steps to the index's own (``"aqe"``, ``"sv"``,
         ``"dba+aqe"``) for this query; ``rotate`` also searches with the query image turned 90
-        degrees each way, each indexed image keeping its best score."""
+        degrees each way, each indexed image keeping its best score (re-rank steps then run once,
+        from the view that matched best; see ``Pipeline.search_views``)."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         if text is not None:

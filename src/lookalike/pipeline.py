@@ -136,11 +136,18 @@ class Pipeline:
                contexts: Sequence[QueryContext] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) for each query vector, re-ranked by the steps."""
         queries = np.asarray(queries, np.float32)
-        n = len(store)
+        scores, ids = self._first_stage(store, queries, k)
+        return self._rerank(store, queries, scores, ids, k, contexts)
+
+    def _first_stage(self, store: VectorStore, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest neighbours before re-ranking: k of them, or the shortlist when steps follow."""
         if self.metric == "chi2":
-            scores, ids = _brute_force(self.extractor, store, queries, max(k, self.shortlist))
-        else:
-            scores, ids = store.search(queries, min(max(k, self.shortlist if self.steps else k), max(n, 1)))
+            return _brute_force(self.extractor, store, queries, max(k, self.shortlist))
+        return store.search(queries, min(max(k, self.shortlist if self.steps else k), max(len(store), 1)))
+
+    def _rerank(self, store: VectorStore, queries: np.ndarray, scores: np.ndarray, ids: np.ndarray, k: int,
+                contexts: Sequence[QueryContext] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Run the steps on each query's first-stage (scores, ids); top k of the result."""
         if not self.steps:
             return _pad(scores, ids, k)
         out_s, out_i = [], []
@@ -162,11 +169,19 @@ class Pipeline:
 
     def search_views(self, store: VectorStore, views: np.ndarray, k: int,
                      context: QueryContext | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (1, k) for one query given as several views (e.g. turned copies, see
-        ``turned``): each view is searched and re-ranked, and every image keeps its best score."""
+        """Top-k (1, k) for one query given as several views (e.g. turned copies, see ``turned``):
+        every image keeps its best score over the views. Re-rank steps then run once on that
+        merged list, from the view whose top match is strongest (scores re-ranked from different
+        views are not comparable)."""
         views = np.asarray(views, np.float32)
-        scores, ids = self.search(store, views, k, [context] * len(views) if context else None)
-        return best_per_id(scores, ids, k)
+        scores, ids = self._first_stage(store, views, k)
+        merged_s, merged_i = best_per_id(scores, ids, scores.size)
+        found = int((merged_i[0] >= 0).sum())
+        merged_s, merged_i = merged_s[:, :found], merged_i[:, :found]
+        if not self.steps:
+            return _pad(merged_s[:, :k], merged_i[:, :k], k)
+        best = int(np.argmax(scores[:, 0]))
+        return self._rerank(store, views[best:best + 1], merged_s, merged_i, k, [context] if context else None)
 
 
 QUERY_TURNS = (1, 3)  # np.rot90 counts of the extra query views: 90 degrees left and right

@@ -18,7 +18,7 @@ def eval_cmd(
     compare: Optional[str] = typer.Option(None, help="Colour pipeline only: pearson, bhattacharyya, chi2, cosine."),
     split: Optional[str] = typer.Option(None, help="split.json: evaluate among the test classes only."),
     holdout_last: Optional[int] = typer.Option(None, help="Learn on all but the last N images; score on those N."),
-    model: Optional[str] = typer.Option(None, help="A fine-tuned model file to use as the backbone."),
+    model: Optional[str] = typer.Option(None, help="A fine-tuned model folder: with pipeline default or gem, its GeM descriptor."),
     fit_on: Optional[str] = typer.Option(None, help="Dataset whose images fit learned steps (e.g. whitening)."),
     max_side: Optional[int] = MAX_SIDE,
     scales: Optional[str] = SCALES,

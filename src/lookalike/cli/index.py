@@ -17,8 +17,8 @@ def index_cmd(
     pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p",
                                            help="Pipeline for a new index (see `lookalike pipelines`); default: default."),
     compare: Optional[str] = typer.Option(None, help="Colour pipeline only: pearson, bhattacharyya, chi2 or cosine."),
-    model: Optional[str] = typer.Option(None, "--model", help="A fine-tuned model folder (from `lookalike train`) "
-                                        "to use as the backbone of a new index."),
+    model: Optional[str] = typer.Option(None, "--model", help="A fine-tuned model folder (from `lookalike train`): "
+                                        "a new index (pipeline default or gem) uses its GeM descriptor."),
     max_side: Optional[int] = MAX_SIDE,
     scales: Optional[str] = SCALES,
     flip: bool = FLIP,

@@ -47,7 +47,10 @@ def describe_paths(pipe: Pipeline, spec: str, options: dict[str, Any], paths: li
 
 def cached_descriptors(ds: Dataset, pipe: Pipeline, spec: str, options: dict[str, Any], paths: list[Path],
                        what: str, progress=None) -> tuple[np.ndarray, float]:
-    f = _cache_file(ds, pipe, what)
+    """Raw descriptors of ``paths``, cached per dataset, extractor and list of paths (so a split's
+    subset does not replace the whole set's cache)."""
+    listed = hashlib.sha1("\n".join(str(p) for p in paths).encode()).hexdigest()[:8]
+    f = _cache_file(ds, pipe, f"{what}-{listed}")
     if f.exists():
         z = np.load(f)
         if len(z["x"]) == len(paths):
