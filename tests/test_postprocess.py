@@ -166,3 +166,19 @@ def test_views_are_reranked_once_from_the_best_view():
     assert i[0].tolist() == merged_i[0][::-1][:3].tolist()
     plain = Pipeline("t", extractor=None)
     assert plain.search_views(store, views, 3)[1][0].tolist() == merged_i[0, :3].tolist()
+
+
+def test_whitening_files_are_float16_only_when_lossless(tmp_path):
+    x = np.random.default_rng(3).normal(size=(40, 10)).astype(np.float32)
+    step = PartsWhitening([6, 4], 3).fit(x)
+    step.save(tmp_path / "exact")
+    with np.load(tmp_path / "exact" / step.FILE) as z:
+        assert z["proj0"].dtype == np.float32  # learned values do not fit float16 exactly
+    for w in step.whitenings:
+        w.proj = w.proj.astype(np.float16).astype(np.float32)
+    step.save(tmp_path / "half")
+    with np.load(tmp_path / "half" / step.FILE) as z:
+        assert z["proj0"].dtype == np.float16
+    again = PartsWhitening([6, 4], 3).load(tmp_path / "half")
+    assert again.whitenings[0].proj.dtype == np.float32
+    np.testing.assert_array_equal(again.apply(x), step.apply(x))

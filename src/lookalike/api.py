@@ -123,9 +123,9 @@ class Index:
                                   "use another --index folder, or omit --pipeline")
             if options and {k: v for k, v in options.items() if v is not None} != opts:
                 raise IndexError_(f"{self.dir} was built with options {opts}, not {options}")
-        spec = self._renamed_base(spec, opts, readonly)
         self.spec, self.options = spec, opts
         self.pipeline: Pipeline = build(spec, **opts)
+        self._follow_rename(readonly)
         self.state_dir = self.dir / "state"
         if self.state_dir.exists():
             self.pipeline.load_state(self.state_dir)
@@ -134,23 +134,24 @@ class Index:
         self._query_steps: dict[str, tuple[tuple[int, ...], Pipeline, VectorStore]] = {}  # per --rerank
 
     # -- consistency ---------------------------------------------------------------------------
-    def _renamed_base(self, spec: str, opts: dict[str, Any], readonly: bool) -> str:
-        """The spec to open an index with when its base pipeline has since been renamed: an index
-        built when ``default`` was single-scale GeM (``gem`` now) opens as ``gem``."""
-        base, steps = parse_spec(spec)
+    def _follow_rename(self, readonly: bool) -> None:
+        """Open under its new name an index whose base pipeline has since been renamed: one built
+        when ``default`` was single-scale GeM (``gem`` now) opens as ``gem``."""
+        base, steps = parse_spec(self.spec)
         new = RENAMED_BASES.get(base)
         stored = self.catalog.get_setting("extractor")
-        if new is None or stored is None or opts.get("model"):
-            return spec
-        if json.loads(json.dumps(build(base, **opts).extractor.config())) == stored:
-            return spec
-        if json.loads(json.dumps(build(new, **opts).extractor.config())) != stored:
-            return spec  # neither: _check_config reports it
+        if new is None or stored is None or self.options.get("model"):
+            return
+        if json.loads(json.dumps(self.pipeline.extractor.config())) == stored:
+            return
         renamed = "+".join([new, *steps])
-        log.info("%s: pipeline %r was renamed %r since this index was built", self.dir, base, new)
+        pipe = build(renamed, **self.options)
+        if json.loads(json.dumps(pipe.extractor.config())) != stored:
+            return  # neither: _check_config reports it
+        log.info("%s: pipeline %r is called %r since this index was built", self.dir, base, new)
         if not readonly:
-            self.catalog.set_setting("pipeline", {"spec": renamed, "options": opts})
-        return renamed
+            self.catalog.set_setting("pipeline", {"spec": renamed, "options": self.options})
+        self.spec, self.pipeline = renamed, pipe
 
     def _check_config(self, readonly: bool) -> None:
         cfg = json.loads(json.dumps(self.pipeline.extractor.config()))

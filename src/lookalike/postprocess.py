@@ -75,6 +75,17 @@ class Power(Step):
         return {"step": self.name, "alpha": self.alpha}
 
 
+def compact(a: np.ndarray) -> np.ndarray:
+    """``a`` as float16 when that loses nothing (e.g. a whitening shipped in float16), else as is:
+    halves the file without changing a single value."""
+    half = a.astype(np.float16)
+    return half if np.array_equal(half.astype(a.dtype), a) else a
+
+
+def f32(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, np.float32)
+
+
 @POSTPROCESS.register("pcaw")
 class PCAWhitening(Step):
     """PCA-whitening learned on a matrix: centre, project on the top ``dim`` principal axes,
@@ -129,12 +140,12 @@ class PCAWhitening(Step):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / (self.FILE + ".tmp.npz")
-        np.savez(tmp, mean=self.mean, proj=self.proj, eps=self.eps)
+        np.savez(tmp, mean=compact(self.mean), proj=compact(self.proj), eps=self.eps)
         tmp.replace(directory / self.FILE)
 
     def load(self, directory: Path) -> "PCAWhitening":
         with np.load(Path(directory) / self.FILE) as z:
-            self.mean, self.proj, self.eps = z["mean"], z["proj"], float(z["eps"])
+            self.mean, self.proj, self.eps = f32(z["mean"]), f32(z["proj"]), float(z["eps"])
         self.dim = int(self.proj.shape[1])
         return self
 
@@ -181,7 +192,7 @@ class PartsWhitening(Step):
             raise RuntimeError("pcaw-parts is not fitted")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        arrays = {f"{k}{i}": getattr(w, k) for i, w in enumerate(self.whitenings) for k in ("mean", "proj")}
+        arrays = {f"{k}{i}": compact(getattr(w, k)) for i, w in enumerate(self.whitenings) for k in ("mean", "proj")}
         tmp = directory / (self.FILE + ".tmp.npz")
         np.savez(tmp, eps=self.eps, **arrays)
         tmp.replace(directory / self.FILE)
@@ -189,7 +200,7 @@ class PartsWhitening(Step):
     def load(self, directory: Path) -> "PartsWhitening":
         with np.load(Path(directory) / self.FILE) as z:
             for i, w in enumerate(self.whitenings):
-                w.mean, w.proj, w.eps = z[f"mean{i}"], z[f"proj{i}"], float(z["eps"])
+                w.mean, w.proj, w.eps = f32(z[f"mean{i}"]), f32(z[f"proj{i}"]), float(z["eps"])
                 w.dim = int(w.proj.shape[1])
         return self
 

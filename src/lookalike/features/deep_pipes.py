@@ -133,8 +133,6 @@ def shipped_whitening(parts: list[int]) -> PartsWhitening:
         raise FileNotFoundError(f"{SHIPPED_WHITENING / white.FILE} is missing: reinstall lookalike, "
                                 "or run scripts/fit_default_whitening.py")
     white.load(SHIPPED_WHITENING)
-    for w in white.whitenings:
-        w.mean, w.proj = np.asarray(w.mean, np.float32), np.asarray(w.proj, np.float32)
     if [w.proj.shape[0] for w in white.whitenings] != parts:
         raise ValueError(f"{SHIPPED_WHITENING} does not fit parts {parts}")
     return white
