@@ -28,6 +28,11 @@ STORE_FILE = "vectors.faiss"
 log = logging.getLogger(__name__)
 
 
+def stored_form(pipeline: Pipeline) -> Any:
+    """The extractor settings as the catalog keeps them (through JSON: tuples become lists)."""
+    return json.loads(json.dumps(pipeline.extractor.config()))
+
+
 class IndexError_(Exception):
     """A problem with the index itself (wrong pipeline, locked, missing)."""
 
@@ -142,11 +147,11 @@ class Index:
         stored = self.catalog.get_setting("extractor")
         if new is None or stored is None or self.options.get("model"):
             return
-        if json.loads(json.dumps(self.pipeline.extractor.config())) == stored:
+        if stored_form(self.pipeline) == stored:
             return
         renamed = "+".join([new, *steps])
         pipe = build(renamed, **self.options)
-        if json.loads(json.dumps(pipe.extractor.config())) != stored:
+        if stored_form(pipe) != stored:
             return  # neither: _check_config reports it
         log.info("%s: pipeline %r is called %r since this index was built", self.dir, base, new)
         if not readonly:
@@ -154,7 +159,7 @@ class Index:
         self.spec, self.pipeline = renamed, pipe
 
     def _check_config(self, readonly: bool) -> None:
-        cfg = json.loads(json.dumps(self.pipeline.extractor.config()))
+        cfg = stored_form(self.pipeline)
         stored = self.catalog.get_setting("extractor")
         if stored is None and not readonly:
             self.catalog.set_setting("extractor", cfg)

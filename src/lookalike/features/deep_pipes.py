@@ -15,6 +15,8 @@ same passes; its ``-pcaw`` form whitens each part on its own (1024 axes each). E
 """
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -107,12 +109,22 @@ MULTI_SCALE: dict[str, Any] = dict(scales=(1.0, 1.4142))
 PARTS_WHITEN: dict[str, Any] = dict(dim=1024, eps=0.1)
 
 
+def rmac_gem(options: dict[str, Any]) -> Fusion:
+    """R-MAC and GeM from the same passes at ``MULTI_SCALE`` (``fusion-rmac-gem`` and ``default``)."""
+    over = {**MULTI_SCALE, **extraction_overrides(options)}
+    return Fusion(deep_extractor("rmac", **over), deep_extractor("gem", **over))
+
+
+def parts_whitening(ex: Fusion) -> PartsWhitening:
+    """An unfitted whitening of each part of ``ex`` (``PARTS_WHITEN``)."""
+    return PartsWhitening([ex.first.dim, ex.second.dim], **PARTS_WHITEN)
+
+
 def _fusion_rmac_gem(whiten: bool) -> Callable[..., Pipeline]:
     def factory(**options: Any) -> Pipeline:
-        over = {**MULTI_SCALE, **extraction_overrides(options)}
-        rmac, gem = deep_extractor("rmac", **over), deep_extractor("gem", **over)
-        post = [PartsWhitening([rmac.dim, gem.dim], **PARTS_WHITEN)] if whiten else []
-        return DeepPipeline("fusion-rmac-gem" + ("-pcaw" if whiten else ""), Fusion(rmac, gem), post=post,
+        ex = rmac_gem(options)
+        return DeepPipeline("fusion-rmac-gem" + ("-pcaw" if whiten else ""), ex,
+                            post=[parts_whitening(ex)] if whiten else [],
                             description="R-MAC and GeM at scales 1 and sqrt(2), concatenated"
                             + (", each part PCA-whitened" if whiten else ""))
 
@@ -126,15 +138,26 @@ def _fusion_rmac_gem(whiten: bool) -> Callable[..., Pipeline]:
 SHIPPED_WHITENING = Path(__file__).with_name("data") / "default-whitening"
 
 
-def shipped_whitening(parts: list[int]) -> PartsWhitening:
-    """``default``'s whitening, loaded from the package (float32 in memory)."""
+@lru_cache(maxsize=1)
+def _shipped(parts: tuple[int, ...]) -> PartsWhitening:
     white = PartsWhitening(parts, **PARTS_WHITEN)
     if not (SHIPPED_WHITENING / white.FILE).exists():
         raise FileNotFoundError(f"{SHIPPED_WHITENING / white.FILE} is missing: reinstall lookalike, "
                                 "or run scripts/fit_default_whitening.py")
     white.load(SHIPPED_WHITENING)
-    if [w.proj.shape[0] for w in white.whitenings] != parts:
-        raise ValueError(f"{SHIPPED_WHITENING} does not fit parts {parts}")
+    if [w.proj.shape[0] for w in white.whitenings] != list(parts):
+        raise ValueError(f"{SHIPPED_WHITENING} does not fit parts {list(parts)}")
+    for w in white.whitenings:  # shared by every default pipeline of the process
+        w.mean.setflags(write=False)
+        w.proj.setflags(write=False)
+    return white
+
+
+def shipped_whitening(ex: Fusion) -> PartsWhitening:
+    """``default``'s whitening for ``ex``, read from the package once per process (float32)."""
+    loaded = _shipped((ex.first.dim, ex.second.dim))
+    white = copy.copy(loaded)  # own objects (load_state replaces their arrays), shared arrays
+    white.whitenings = [copy.copy(w) for w in loaded.whitenings]
     return white
 
 
@@ -143,12 +166,10 @@ def _default(model: str | None = None, fit_on: str | None = None, **options: Any
     """R-MAC + GeM at two scales, each part whitened by the shipped whitening (``model=``: fine-tuned GeM)."""
     if model:
         return fine_tuned("default", model, options)
-    over = {**MULTI_SCALE, **extraction_overrides(options)}
-    rmac, gem = deep_extractor("rmac", **over), deep_extractor("gem", **over)
-    parts = [rmac.dim, gem.dim]
+    ex = rmac_gem(options)
     # ``fit_on`` (lookalike eval --fit-on): learn the whitening on that set instead of the shipped one
-    white = PartsWhitening(parts, **PARTS_WHITEN) if fit_on else shipped_whitening(parts)
-    return DeepPipeline("default", Fusion(rmac, gem), post=[white],
+    white = parts_whitening(ex) if fit_on else shipped_whitening(ex)
+    return DeepPipeline("default", ex, post=[white],
                         description="EfficientNet-Lite2, R-MAC and GeM at scales 1 and sqrt(2) of a 352 long "
                                     "side, each part PCA-whitened (shipped whitening), concatenated; cosine")
 
