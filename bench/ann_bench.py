@@ -32,8 +32,8 @@ import numpy as np
 import psutil
 
 from lookalike.config import cache_dir
-from lookalike.index.factory import make_store
-from lookalike.index.flat import FlatStore
+from lookalike.store.factory import make_store
+from lookalike.store.flat import FlatStore
 
 CHUNK = 50_000
 

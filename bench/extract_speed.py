@@ -23,7 +23,9 @@ from PIL import Image
 
 from lookalike.features.aggregators import AGGREGATORS
 from lookalike.features.backbone import load_torch_backbone
-from lookalike.features.deep import DeepExtractor, l2n, load_rgb, resize_max_side
+from lookalike.features.deep import DeepExtractor, resize_max_side
+from lookalike.io import load_image as load_rgb
+from lookalike.vectors import l2n
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 

@@ -25,7 +25,7 @@ from lookalike.eval.dataset import Dataset
 from lookalike.eval.metrics import average_precision, precision_at
 from lookalike.features.aggregators import AGGREGATORS, l2n
 from lookalike.features.deep import DeepExtractor
-from lookalike.features.deep_pipes import WHITEN
+from lookalike.pipelines.deep import WHITEN
 from lookalike.postprocess import PCAWhitening, Power
 
 import gem_feats

@@ -129,9 +129,9 @@ def bench_sv(ds: Dataset, db: list[LocalFeatures], gem: np.ndarray, **sv_params:
     """``gem`` (GeM cosine) and ``gem+sv`` through Pipeline.search with the sv step."""
     from types import SimpleNamespace
 
-    from lookalike.features.local.sv import SpatialVerification
-    from lookalike.index.flat import FlatStore
-    from lookalike.pipeline import build
+    from lookalike.rerank.sv import SpatialVerification
+    from lookalike.store.flat import FlatStore
+    from lookalike.pipelines import build
 
     pipe = build("gem")
     step = SpatialVerification(**sv_params)
@@ -151,7 +151,7 @@ def bench_sv(ds: Dataset, db: list[LocalFeatures], gem: np.ndarray, **sv_params:
     base = score_queries(ds, lambda qi: full(*[a[0] for a in store.search(gem[qpos[qi]][None], len(gem))]))
 
     def fn(qi: int) -> np.ndarray:
-        ctx = SimpleNamespace(local_features=db[qpos[qi]], index_dir=None, catalog=None)
+        ctx = SimpleNamespace(query_features=db[qpos[qi]])
         t = time.perf_counter()
         s, i = pipe.search(store, gem[qpos[qi]][None], len(gem), [ctx])
         times.append(time.perf_counter() - t)

@@ -23,7 +23,7 @@ import numpy as np
 
 from lookalike.eval.dataset import Dataset
 from lookalike.eval.metrics import ranked_relevance, summarise
-from lookalike.pipeline import Pipeline, build
+from lookalike.pipelines import Pipeline, build
 from lookalike.rerank import RERANKERS, Reranker
 
 import gem_feats

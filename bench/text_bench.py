@@ -22,7 +22,7 @@ from lookalike.eval.dataset import Dataset  # noqa: E402
 from lookalike.eval.metrics import ranked_relevance, summarise  # noqa: E402
 from lookalike.text.bridge import BridgeConfig, TextBridge, class_probs  # noqa: E402
 from lookalike.text.classes import prompt_embeddings  # noqa: E402
-from lookalike.text.evaluate import text_vectors  # noqa: E402
+from lookalike.eval.text import text_vectors  # noqa: E402
 from lookalike.text.store import TextIndex  # noqa: E402
 
 import gem_feats  # noqa: E402

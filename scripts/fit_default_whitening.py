@@ -16,8 +16,8 @@ import numpy as np
 
 from lookalike.eval.dataset import Dataset
 from lookalike.eval.runner import cached_descriptors
-from lookalike.features.deep_pipes import PARTS_WHITEN, SHIPPED_WHITENING
-from lookalike.pipeline import build
+from lookalike.pipelines.deep import PARTS_WHITEN, SHIPPED_WHITENING
+from lookalike.pipelines import build
 from lookalike.postprocess import PartsWhitening
 
 

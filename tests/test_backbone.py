@@ -48,24 +48,11 @@ def test_classifier_reproduces_logits(gem):
     np.testing.assert_allclose(weight @ fmap.mean(axis=(1, 2)) + bias, logits, atol=1e-3)
 
 
-def test_describe_is_unit_norm_and_full_box_is_whole_image(gem):
+def test_describe_is_unit_norm(gem):
     img = checker()
     v = gem.describe([img, stripes()])
     assert v.shape == (2, 1280) and v.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(gem.describe_box(img, (0, 0, 160, 160)), v[0], atol=1e-6)
-    with pytest.raises(ValueError):
-        gem.describe_box(img, (200, 200, 10, 10))
-
-
-def test_box_describes_only_its_part(gem):
-    a, b = stripes(), checker()
-    both = np.concatenate([a, b], axis=1)  # 160 x 320: stripes left, checker right
-    va, vb = gem.describe([a, b])
-    wide = DeepExtractor(aggregator="gem", max_side=320)  # the halves keep the scale of a and b
-    left = wide.describe_box(both, (0, 0, 160, 160))
-    right = wide.describe_box(both, (160, 0, 160, 160))
-    assert left @ va > left @ vb and right @ vb > right @ va
 
 
 def test_localise_finds_textured_object():

@@ -7,8 +7,8 @@ import pytest
 import lookalike
 from conftest import synthetic_photo
 from lookalike.features.deep import DeepExtractor
-from lookalike.pipeline import PIPELINES, build
-from lookalike.postprocess import Fusion
+from lookalike.features.fusion import Fusion
+from lookalike.pipelines import build, pipelines
 
 NAMES = ["fc", "spoc", "mac", "rmac", "gem", "crow", "scda", "pwa", "cam", "fusion-gem-crow",
          "fusion-rmac-gem"]
@@ -17,13 +17,13 @@ NAMES = ["fc", "spoc", "mac", "rmac", "gem", "crow", "scda", "pwa", "cam", "fusi
 def test_names_registered():
     build("gem")  # loads the plugins
     for n in NAMES:
-        assert n in PIPELINES and f"{n}-pcaw" in PIPELINES
+        assert n in pipelines() and f"{n}-pcaw" in pipelines()
 
 
 def test_whitened_index_stores_its_whitening(photo_dir, tmp_path):
     idx = lookalike.open(tmp_path / "idx", pipeline="gem-pcaw")
     assert idx.add([photo_dir]).added == 8
-    assert (idx.state_dir / "post0" / "pcaw.npz").exists()
+    assert (idx.folder.state / "post0" / "pcaw.npz").exists()
     res = idx.search(photo_dir / "img3.jpg", k=3)
     assert res.hits[0].path.endswith("img3.jpg") and res.hits[0].score == pytest.approx(1.0, abs=1e-4)
     idx.close()
@@ -76,7 +76,7 @@ def test_rmac_gem_fusion_whitens_each_part_and_is_stored(photo_dir, tmp_path):
     assert (ex.first.aggregator, ex.second.aggregator) == ("rmac", "gem")
     assert ex.first.scales == (1.0, 1.4142) and ex.first.shares_pass(ex.second)
     assert idx.add([photo_dir]).added == 8
-    assert (idx.state_dir / "post0" / "pcaw-parts.npz").exists()
+    assert (idx.folder.state / "post0" / "pcaw-parts.npz").exists()
     assert idx.search(photo_dir / "img5.jpg", k=1).hits[0].path.endswith("img5.jpg")
     idx.close()
 

@@ -8,8 +8,8 @@ import lookalike
 from conftest import synthetic_photo
 from lookalike.api import Index
 from lookalike.features.deep import DeepExtractor
-from lookalike.features.deep_pipes import SHIPPED_WHITENING
-from lookalike.pipeline import build
+from lookalike.pipelines.deep import SHIPPED_WHITENING
+from lookalike.pipelines import build
 from lookalike.postprocess import PartsWhitening
 
 
@@ -52,7 +52,7 @@ def test_default_descriptor_and_logits_come_from_shared_passes():
 def test_default_index_searches_reopens_and_keeps_its_whitening(photo_dir, tmp_path):
     idx = lookalike.open(tmp_path / "idx")
     assert idx.add([photo_dir]).added == 8
-    assert (idx.state_dir / "post0" / PartsWhitening.FILE).exists()  # the index keeps its own copy
+    assert (idx.folder.state / "post0" / PartsWhitening.FILE).exists()  # the index keeps its own copy
     res = idx.search(photo_dir / "img5.jpg", k=3)
     assert res.hits[0].path.endswith("img5.jpg") and res.hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert idx.info()["dim"] == 2048
@@ -63,28 +63,40 @@ def test_default_index_searches_reopens_and_keeps_its_whitening(photo_dir, tmp_p
     again.close()
 
 
+def as_written_by_0_2(catalog, spec: str) -> None:
+    """Rewrite a catalog's settings as lookalike 0.1 / 0.2 kept them (index schema 1)."""
+    doc = catalog.get_setting("document")
+    with catalog.tx() as db:
+        for key in ("document", "schema_version"):
+            db.execute("DELETE FROM settings WHERE key=?", (key,))
+        catalog.set_setting("pipeline", {"spec": spec, "options": doc["base"]["options"]}, db)
+        catalog.set_setting("extractor", doc["extractor"], db)
+        catalog.set_setting("store", doc["store"], db)
+
+
 @pytest.mark.parametrize("spec", ["default", "default+aqe"])
 def test_index_built_when_default_was_gem_opens_as_gem(spec, photo_dir, tmp_path):
     """An index from version 0.1 (``default`` = single-scale GeM) keeps working, as ``gem``."""
     old = Index(tmp_path / "idx", spec.replace("default", "gem"))
     old.add([photo_dir])
-    old.catalog.set_setting("pipeline", {"spec": spec, "options": {}})  # what 0.1 wrote
+    as_written_by_0_2(old.catalog, spec)  # what 0.1 wrote
     want = [h.path for h in old.search(photo_dir / "img2.jpg", k=4).hits]
     old.close()
     idx = Index(tmp_path / "idx")
     assert idx.spec == spec.replace("default", "gem")
     assert [h.path for h in idx.search(photo_dir / "img2.jpg", k=4).hits] == want
-    assert idx.catalog.get_setting("pipeline")["spec"] == idx.spec  # recorded under its new name
+    doc = idx.catalog.get_setting("document")  # migrated, and recorded under its new name
+    assert doc["base"]["name"] == "gem" and idx.catalog.get_setting("schema_version") == 2
     idx.close()
 
 
 def test_other_extractor_under_default_is_still_refused(photo_dir, tmp_path):
     """The rename applies only to an index whose extractor is the old default's."""
-    from lookalike.api import IndexError_
+    from lookalike.errors import ConflictError as IndexError_
 
     old = Index(tmp_path / "idx", "crow")
     old.add([photo_dir])
-    old.catalog.set_setting("pipeline", {"spec": "default", "options": {}})
+    as_written_by_0_2(old.catalog, "default")
     old.close()
     with pytest.raises(IndexError_, match="rebuild the index"):
         Index(tmp_path / "idx")

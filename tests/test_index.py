@@ -10,7 +10,8 @@ from PIL import Image
 
 import lookalike
 from conftest import synthetic_photo
-from lookalike.api import Index, IndexError_
+from lookalike.api import Index
+from lookalike.errors import ConflictError as IndexError_
 
 
 def test_add_search_and_incremental(photo_dir, tmp_path):

@@ -11,12 +11,12 @@ import skimage.data as skd
 from PIL import Image
 
 import lookalike
-from lookalike.explain import explain
+from lookalike.features.local.explain import explain
 from lookalike.features.local.keypoints import make_detector
 from lookalike.features.local.pipes import decode_row, encode_row
-from lookalike.features.local.sv import SpatialVerification, fuse
-from lookalike.index.flat import FlatStore
-from lookalike.pipeline import build
+from lookalike.rerank.sv import SpatialVerification, fuse
+from lookalike.store.flat import FlatStore
+from lookalike.pipelines import build
 
 from test_local_verify import _cropped_rotated, _rgb  # noqa: E402  (same test folder)
 
@@ -89,8 +89,8 @@ def test_color_plus_sv_stores_local_features_and_puts_the_copy_first(photos, tmp
     idx.add([d])
     from lookalike.features.local.store import LocalFeatureStore
 
-    st = LocalFeatureStore(tmp_path / "sv")
-    assert len(st) == len(NAMES)
+    st = LocalFeatureStore(idx.catalog.db, readonly=True)  # kept in the catalog, by the writer
+    assert len(st) == len(NAMES) and not (tmp_path / "sv" / "local_features.sqlite").exists()
     hits = idx.search(q, k=len(NAMES)).hits
     assert hits[0].path.endswith("astronaut.png")
     assert not before[0].endswith("astronaut.png") or hits[0].score > 1.0  # verified bonus given
@@ -111,7 +111,7 @@ def test_sv_step_reranks_a_shortlist_in_memory() -> None:
     store = FlatStore(len(NAMES))
     store.add(np.arange(len(NAMES)), vecs)
     query = vecs[[5]] * 0.9 + vecs[[0]] * 0.1  # the first stage ranks the astronaut second
-    ctx = SimpleNamespace(local_features=q, index_dir=None, catalog=None)
+    ctx = SimpleNamespace(query_features=q)
     s, i = pipe.search(store, query, 3, [ctx])
     assert i[0, 0] == 0 and s[0, 0] > s[0, 1]
     assert list(store.search(query, 2)[1][0]) == [5, 0]

@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.pipeline import best_per_id, turned
-from lookalike.postprocess import (L2, POSTPROCESS, Fusion, PartsWhitening, PCAWhitening, Power, apply_steps,
+from lookalike.pipelines import best_per_id, turned
+from lookalike.features.base import Extractor
+from lookalike.features.fusion import Fusion
+from lookalike.postprocess import (L2, POSTPROCESS, PartsWhitening, PCAWhitening, Power,
                                    make_step)
 
 
@@ -66,11 +68,6 @@ def test_pcaw_needs_fit():
     assert not w.fitted
     with pytest.raises(RuntimeError):
         w.apply(np.ones((1, 3)))
-
-
-def test_apply_steps_chain():
-    x = np.array([[4.0, 0.0], [1.0, 1.0]])
-    np.testing.assert_allclose(apply_steps([Power(), L2()], x), [[1, 0], [2**-0.5, 2**-0.5]], rtol=1e-6)
 
 
 class _Const:
@@ -139,14 +136,14 @@ def test_turned_gives_upright_then_quarter_turns():
 def test_views_are_reranked_once_from_the_best_view():
     """With re-rank steps, the views' merged list is re-ranked once, from the view that matched
     best: re-ranked scores of different views are not comparable."""
-    from lookalike.index.flat import FlatStore
-    from lookalike.pipeline import Pipeline
+    from lookalike.store.flat import FlatStore
+    from lookalike.pipelines import Pipeline
 
     class Recorder:
         name = "rec"
         calls: list = []
 
-        def rerank(self, q, s, i, store):
+        def rerank(self, q, s, i, store, context=None):
             self.calls.append((q.copy(), i.copy()))
             return s[:, ::-1].copy(), i[:, ::-1].copy()  # reverse: visible in the output
 
@@ -157,14 +154,14 @@ def test_views_are_reranked_once_from_the_best_view():
     store.add(np.arange(10, 16, dtype=np.int64), db)
     views = np.stack([db[0] + db[1], db[3], db[4] + db[5]]).astype(np.float32)
     views /= np.linalg.norm(views, axis=1, keepdims=True)
-    pipe = Pipeline("t", extractor=None, steps=[Recorder()], shortlist=4)
+    pipe = Pipeline("t", extractor=Extractor(), steps=[Recorder()], shortlist=4)
     s, i = pipe.search_views(store, views, 3)
     (q, given), = Recorder.calls  # one call, from view 1 (it matches id 13 exactly)
     np.testing.assert_allclose(q[0], views[1])
     merged_s, merged_i = best_per_id(*store.search(views, 4), 6)
     assert given[0].tolist() == merged_i[0].tolist() and given[0, 0] == 13
     assert i[0].tolist() == merged_i[0][::-1][:3].tolist()
-    plain = Pipeline("t", extractor=None)
+    plain = Pipeline("t", extractor=Extractor())
     assert plain.search_views(store, views, 3)[1][0].tolist() == merged_i[0, :3].tolist()
 
 

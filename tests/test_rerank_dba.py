@@ -1,7 +1,7 @@
 """DBA and the shared kNN graph: known augmented vectors, incremental update == refit, save/load."""
 import numpy as np
 
-from lookalike.index.flat import FlatStore
+from lookalike.store.flat import FlatStore
 from lookalike.rerank import RERANKERS
 from lookalike.rerank.knn import KnnGraph
 

@@ -1,7 +1,7 @@
 """Diffusion recovers the far end of a manifold that plain similarity ranks below distractors."""
 import numpy as np
 
-from lookalike.index.flat import FlatStore
+from lookalike.store.flat import FlatStore
 from lookalike.rerank import RERANKERS
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lookalike.index.flat import FlatStore
+from lookalike.store.flat import FlatStore
 from lookalike.rerank import RERANKERS
 from lookalike.rerank.krnn import reciprocal_sets
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lookalike.pipeline import build
+from lookalike.pipelines import build
 
 
 def _clusters(seed=0, n_per=8, groups=6, d=16):
@@ -35,17 +35,21 @@ def test_spec_searches_and_reloads(spec, tmp_path):
     assert i2.tolist() == i.tolist()
 
 
-def test_graph_steps_catch_up_with_the_store():
-    """Images added to the store without update(): the next query refreshes the graph."""
+def test_graph_steps_follow_updates_and_searches_leave_them_alone():
+    """The writer's ``update_steps`` keeps the graph current; a search never changes it."""
     ids, v, label = _clusters()
     pipe = build("default+krnn")
     store = pipe.make_store(v.shape[1])
     store.add(ids[:24], v[:24])
     pipe.fit_steps(ids[:24], v[:24])
-    store.add(ids[24:], v[24:])
+    drop, add, vecs = pipe.update_steps(ids[24:], v[24:], np.zeros(0, np.int64))
+    store.add(add, vecs)
+    assert len(pipe.steps[0].graph) == len(ids) and not len(drop)
+    before = {k: a.copy() for k, a in pipe.steps[0].state().items()}
     s, i = pipe.search(store, v[40:41], 5)
-    assert len(pipe.steps[0].graph) == len(ids)
     assert (label[i[0]] == label[40]).all()
+    after = pipe.steps[0].state()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
 @pytest.mark.parametrize("steps", ["dba+aqe", "diffusion", "krnn"])

@@ -1,7 +1,7 @@
 """Query expansion: a match that only surfaces after expansion, and the adaptive floor."""
 import numpy as np
 
-from lookalike.index.flat import FlatStore
+from lookalike.store.flat import FlatStore
 from lookalike.rerank import RERANKERS
 
 

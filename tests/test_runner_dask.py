@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lookalike.api import Index
-from lookalike.runners import DaskRunner, LocalRunner, make_runner
+from lookalike.engine.runners import DaskRunner, LocalRunner, make_runner
 
 pytest.importorskip("distributed")
 

@@ -9,10 +9,10 @@ import faiss
 import numpy as np
 import pytest
 
-from lookalike.index.factory import choose, ivfpq_factory, load_store, make_store
-from lookalike.index.flat import FlatStore
-from lookalike.index.hnsw import HNSWStore
-from lookalike.index.ivfpq import IVFPQStore
+from lookalike.store.factory import choose, ivfpq_factory, load_store, make_store
+from lookalike.store.flat import FlatStore
+from lookalike.store.hnsw import HNSWStore
+from lookalike.store.ivfpq import IVFPQStore
 
 DIM = 16
 faiss.omp_set_num_threads(1)  # tiny data: threads only add spin-waiting on a busy machine
@@ -213,7 +213,7 @@ def test_flat_store_roundtrip_through_load_store(tmp_path):
 
 
 def test_milvus_spec_parsing(monkeypatch):
-    import lookalike.index.milvus as mv
+    import lookalike.store.milvus as mv
 
     seen = []
     monkeypatch.setattr(mv, "MilvusStore", lambda dim, metric, **kw: seen.append((dim, metric, kw)))
@@ -276,7 +276,7 @@ def test_auto_index_moves_to_ivf_when_it_outgrows_exact_search(tmp_path, monkeyp
 
     import lookalike
     from conftest import synthetic_photo
-    from lookalike.index import factory
+    from lookalike.store import factory
 
     photos = tmp_path / "photos"
     photos.mkdir()

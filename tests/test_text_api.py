@@ -67,7 +67,7 @@ def test_captions_file_import(indexed, tmp_path):
 def test_trained_bridge_takes_descriptor_and_classes(tmp_path):
     """``tag --train-bridge`` learns from the index's captions; later images get bridge vectors too."""
     from lookalike.text.bridge import TextBridge
-    from lookalike.text.plugin import text_index
+    from lookalike.pipelines.text import TextExtension
 
     root = tmp_path / "photos"
     root.mkdir()
@@ -83,6 +83,6 @@ def test_trained_bridge_takes_descriptor_and_classes(tmp_path):
     Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(root / "late.jpg")
     idx = lookalike.open(tmp_path / "idx")
     idx.add([root / "late.jpg"])
-    ti = text_index(idx)
+    ti = TextExtension.reader(idx.catalog.db)
     _, cov = ti.vector_scores("bridge", np.ones((1, 384), np.float32), ti.image_ids())
     assert cov.all() and len(cov) == 4

@@ -143,8 +143,9 @@ def test_training_lowers_the_loss_and_resumes(trained) -> None:
 
 def test_model_is_used_like_a_backbone(trained) -> None:
     """The default pipeline with model= describes an image as the trained torch tail does."""
-    from lookalike.features.deep import load_rgb, resize_max_side
-    from lookalike.pipeline import build
+    from lookalike.features.deep import resize_max_side
+    from lookalike.io import load_image as load_rgb
+    from lookalike.pipelines import build
     from lookalike.train import load_model
     from lookalike.train.network import Tail, Trunk, split_backbone
 

@@ -1,14 +1,14 @@
 """lookalike: content-based image retrieval — search a collection by image and by text."""
 from __future__ import annotations
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
-def open(directory, pipeline=None, **options):  # noqa: A001 - mirrors the built-in on purpose
+def open(directory, pipeline=None, store=None, readonly=False, **options):  # noqa: A001 - lookalike.open, on purpose
     """Open (or create) an index directory: ``idx = lookalike.open("idx/")``."""
-    from .api import open as _open
+    from lookalike.api import open_index
 
-    return _open(directory, pipeline, **options)
+    return open_index(directory, pipeline, store=store, readonly=readonly, **options)
 
 
 __all__ = ["open", "__version__"]

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .api import Index
+    from lookalike.api import Index
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default="demo-data", help="your image folder, or where to make the sample")

@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import io as _io
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from lookalike.errors import BadInputError, ImageError
+
+__all__ = ["ImageError", "read_file", "load_image", "decode", "as_rgb", "is_image_name"]
 
 Source = Union[str, os.PathLike, bytes]
 
@@ -19,16 +24,33 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-class ImageError(Exception):
-    """An image that cannot be used; ``str()`` is a one-line message naming the file."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = path, reason
 
 
 def _name(source: Source) -> str:
     return "<bytes>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    """The bytes of an image file: the one place files are opened, so that every caller refuses
+    the same things (missing, not a regular file, empty, too large, unreadable) with one reason."""
+    name = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageError(name, "file not found") from None
+    except OSError as e:
+        raise ImageError(name, f"cannot stat file ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(name, "not a regular file")
+    if st.st_size == 0:
+        raise ImageError(name, "empty file (0 bytes)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageError(name, f"file too large ({st.st_size} bytes)")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ImageError(name, f"cannot read file ({e.strerror or e})") from None
 
 
 def load_image(source: Source, max_side: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -39,24 +61,7 @@ def load_image(source: Source, max_side: int | None = None, max_pixels: int = MA
     """
     name = _name(source)
     if not isinstance(source, (bytes, bytearray)):
-        path = Path(source)
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise ImageError(name, "file not found") from None
-        except OSError as e:
-            raise ImageError(name, f"cannot stat file ({e.strerror or e})") from None
-        if not path.is_file():
-            raise ImageError(name, "not a regular file")
-        if st.st_size == 0:
-            raise ImageError(name, "empty file (0 bytes)")
-        if st.st_size > MAX_FILE_BYTES:
-            raise ImageError(name, f"file too large ({st.st_size} bytes)")
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ImageError(name, f"cannot read file ({e.strerror or e})") from None
+        data = read_file(source)
     else:
         data = bytes(source)
         if not data:
@@ -111,3 +116,48 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 def is_image_name(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def as_rgb(image: object) -> np.ndarray:
+    """A query image in any usual form as (H, W, 3) uint8 RGB: a path, encoded bytes (``bytes``,
+    ``bytearray``, ``memoryview``), a binary file object, a PIL image, or an array (grey (H, W),
+    RGB, RGBA; uint8, or floats in [0, 1] or [0, 255]). Anything else is a ``BadInputError``."""
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return load_image(bytes(image))
+    if isinstance(image, Image.Image):
+        return np.asarray(_to_rgb(ImageOps.exif_transpose(image) or image))
+    if hasattr(image, "read"):
+        data = image.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise BadInputError("a file object given as an image must be opened in binary mode ('rb')")
+        return load_image(bytes(data))
+    if isinstance(image, np.ndarray):
+        return _array_rgb(image)
+    raise BadInputError(f"cannot use a {type(image).__name__} as an image: give a path, bytes, a binary "
+                        "file object, a PIL image or a numpy array")
+
+
+def _array_rgb(a: np.ndarray) -> np.ndarray:
+    if a.size == 0 or a.ndim not in (2, 3) or min(a.shape[:2]) < 1:
+        raise BadInputError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4) and not empty (got {a.shape})")
+    if a.ndim == 3 and a.shape[2] not in (1, 3, 4):
+        raise BadInputError(f"an image array needs 1, 3 or 4 channels (got {a.shape[2]})")
+    if a.dtype != np.uint8:
+        if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
+            raise BadInputError(f"an image array must be numeric (got {a.dtype})")
+        x = a.astype(np.float64)
+        if not np.isfinite(x).all():
+            raise BadInputError("an image array must not hold NaN or infinite values")
+        if np.issubdtype(a.dtype, np.floating) and x.max() <= 1.0:
+            x = x * 255.0
+        a = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    elif a.shape[2] == 4:  # composite on white, as for files with alpha
+        rgb, alpha = a[:, :, :3].astype(np.float32), a[:, :, 3:].astype(np.float32) / 255.0
+        a = np.rint(rgb * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
+    return np.ascontiguousarray(a)

@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .features.aggregators import l2n
-from .registry import Registry
+from lookalike.vectors import l2n
+from lookalike.registry import Registry
 
 POSTPROCESS: Registry[Callable[..., "Step"]] = Registry("post-processing step")
 
@@ -216,54 +216,34 @@ def make_step(config: dict[str, Any] | str) -> Step:
     return POSTPROCESS.get(config["step"])(**params)
 
 
-def apply_steps(steps: Sequence[Step], x: np.ndarray) -> np.ndarray:
-    for s in steps:
-        x = s.apply(x)
-    return x
+class LearnedWhitening(Step):
+    """A whitening learned from matching pairs by ``lookalike train`` (``train.whiten``):
+    (x − mean) · P, then L2."""
 
+    name = "lw"
+    FILE = "whiten.npz"
 
-class Fusion:
-    """Concatenation of two extractors' L2-normalised descriptors, weighted; the result has unit norm,
-    so its inner product is w1²·sim1 + w2²·sim2 (over w1² + w2²)."""
-
-    metric = "ip"
-
-    def __init__(self, first: Any, second: Any, weights: tuple[float, float] = (1.0, 1.0)) -> None:
-        if getattr(first, "metric", "ip") != "ip" or getattr(second, "metric", "ip") != "ip":
-            raise ValueError("Fusion needs two inner-product extractors")
-        self.first, self.second, self.weights = first, second, (float(weights[0]), float(weights[1]))
-        self.name = f"fusion-{first.name}-{second.name}"
-        self.dim = int(first.dim) + int(second.dim)
-        if self._together():
-            self.describe_with_logits = self._describe_with_logits
+    def __init__(self, mean: np.ndarray | None = None, proj: np.ndarray | None = None) -> None:
+        self.mean, self.proj = mean, proj
 
     @property
-    def max_side(self) -> int | None:
-        sides = [getattr(e, "max_side", None) for e in (self.first, self.second)]
-        return max((s for s in sides if s), default=None)
+    def fitted(self) -> bool:  # type: ignore[override]
+        return self.proj is not None
 
-    def combine(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Fuse two descriptor matrices already computed by the two extractors."""
-        w1, w2 = self.weights
-        norm = float(np.sqrt(w1 * w1 + w2 * w2)) or 1.0
-        return np.hstack([l2n(a) * (w1 / norm), l2n(b) * (w2 / norm)]).astype(np.float32)
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        if self.proj is None or self.mean is None:
+            raise RuntimeError("learned whitening is not loaded")  # a bug: load() comes first
+        return l2n((np.asarray(x, np.float32) - self.mean) @ self.proj)
 
-    def _together(self) -> bool:
-        """True when both parts come from the same backbone passes (pooled twice, run once)."""
-        return hasattr(self.first, "describe_together") and self.first.shares_pass(self.second)
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / self.FILE, mean=self.mean, proj=self.proj)
 
-    def describe(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        if self._together():
-            both, _ = self.first.describe_together(images, [self.second])
-            return self.combine(both[:, :self.first.dim], both[:, self.first.dim:])
-        return self.combine(self.first.describe(images), self.second.describe(images))
-
-    def _describe_with_logits(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Descriptors and the first part's ImageNet logits (N, 1000), for text search; bound as
-        ``describe_with_logits`` only when both parts share the backbone passes."""
-        both, logits = self.first.describe_together(images, [self.second])
-        return self.combine(both[:, :self.first.dim], both[:, self.first.dim:]), logits
+    def load(self, directory: Path) -> "LearnedWhitening":
+        with np.load(Path(directory) / self.FILE) as z:
+            self.mean, self.proj = z["mean"], z["proj"]
+        return self
 
     def config(self) -> dict[str, Any]:
-        return {"extractor": "fusion", "weights": list(self.weights),
-                "first": self.first.config(), "second": self.second.config()}
+        return {"step": self.name, "dim": None if self.proj is None else int(self.proj.shape[1])}

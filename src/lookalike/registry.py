@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
+from lookalike.errors import NotFoundError
+
 T = TypeVar("T")
 
 
@@ -12,6 +14,12 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+
+    def add(self, name: str, obj: T) -> T:
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")  # a bug in the wiring
+        self._items[name] = obj
+        return obj
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -27,7 +35,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
-            raise KeyError(f"unknown {self.kind} {name!r} (known: {known})") from None
+            raise NotFoundError(f"unknown {self.kind} {name!r} (known: {known})") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

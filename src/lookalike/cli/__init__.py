@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-from .app import app
+from lookalike.cli.app import app
 
 # Each module adds its commands to ``app`` on import.
 for _mod in ("index", "search", "manage", "evaluate"):
@@ -18,5 +18,13 @@ for _mod in ("serve", "tag", "explain", "optimize", "train"):
             raise
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; ``--debug`` anywhere shows the traceback of an internal error."""
+    import os
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:
+        os.environ["LOOKALIKE_DEBUG"] = "1"
+        args = [a for a in args if a != "--debug"]
+    app(args=args, prog_name="lookalike")

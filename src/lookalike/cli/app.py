@@ -2,15 +2,52 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+class ErrorsAsMessages(TyperGroup):
+    """The CLI's edge: a ``LookalikeError`` becomes a one-line message (a JSON object on stderr
+    under ``--json``) and exit code 1; anything else is a bug: "internal error" and exit code 2,
+    with the traceback under ``--debug`` (or ``LOOKALIKE_DEBUG=1``)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from lookalike.errors import LookalikeError
+
+        words = [*getattr(ctx, "protected_args", []), *ctx.args]
+        as_json = "--json" in words
+        try:
+            return super().invoke(ctx)
+        except LookalikeError as e:
+            report_error(str(e), as_json)
+            raise typer.Exit(1) from None
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException,
+                KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug: said once, shown in full with --debug
+            if os.environ.get("LOOKALIKE_DEBUG") == "1":
+                raise
+            report_error(f"internal error: {type(e).__name__}: {e} (run again with --debug for the "
+                         "traceback)", as_json)
+            raise typer.Exit(2) from None
+
+
+def report_error(message: str, as_json: bool) -> None:
+    if as_json:
+        sys.stderr.write(json.dumps({"error": message}, ensure_ascii=False) + "\n")
+    else:
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
 app = typer.Typer(
+    cls=ErrorsAsMessages,
     name="lookalike", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="lookalike: content-based image search. Index a folder, then search it by image or text.",
 )
@@ -20,8 +57,8 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print a one-line error and exit non-zero (no traceback)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print a one-line error (JSON under --json) and exit non-zero (no traceback)."""
+    report_error(message, "--json" in sys.argv)
     raise typer.Exit(code)
 
 
@@ -76,12 +113,8 @@ def extraction_options(max_side: int | None, scales: str | None, flip: bool,
 
 
 def open_index(directory: str, pipeline: str | None = None, options: dict[str, Any] | None = None,
-               create: bool = False, store: str | None = None):
-    from ..api import Index, IndexError_
+               create: bool = False, store: str | None = None, readonly: bool = False):
+    """The index for a command (errors reach ``cli.main`` as one-line messages)."""
+    from lookalike.engine.index import Index
 
-    try:
-        return Index(directory, pipeline, options, create=create, store=store)
-    except IndexError_ as e:
-        fail(str(e))
-    except KeyError as e:
-        fail(str(e).strip("'\""))
+    return Index(directory, pipeline, options, create=create, store=store, readonly=readonly)

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .app import (FLIP, FOREGROUND, MAX_SIDE, SCALES, app, console, extraction_options, fail, print_json,
+from lookalike.cli.app import (FLIP, FOREGROUND, MAX_SIDE, SCALES, app, console, extraction_options, fail, print_json,
                   progress_bar)
 
 
@@ -29,17 +29,14 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Score a pipeline on a dataset. Features are cached, so a second run is fast."""
-    from ..eval.runner import evaluate
+    from lookalike.eval.runner import evaluate
 
     spec = pipeline + (f"+{rerank}" if rerank else "")
     options = {**{k: v for k, v in (("compare", compare), ("model", model), ("fit_on", fit_on)) if v is not None},
                **extraction_options(max_side, scales, flip, foreground)}
-    try:
-        with progress_bar("describing", enabled=not as_json) as update:
-            res = evaluate(dataset, spec, options, split=split, holdout_last=holdout_last, progress=update,
-                           rotate=rotate)
-    except (FileNotFoundError, ValueError, KeyError, NotImplementedError) as e:
-        fail(str(e).strip("'\""))
+    with progress_bar("describing", enabled=not as_json) as update:
+        res = evaluate(dataset, spec, options, split=split, holdout_last=holdout_last, progress=update,
+                       rotate=rotate)
     if as_json:
         print_json(res)
         return

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from .app import app, console, fail, open_index, print_json
+from lookalike.cli.app import app, console, fail, open_index, print_json
 
 
 @app.command("explain")
@@ -18,12 +18,12 @@ def explain_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Match local features, keep the geometrically consistent ones, and draw them side by side."""
-    from ..explain import explain
-    from ..io import ImageError
+    from lookalike.features.local.explain import explain
+    from lookalike.io import ImageError
 
     path = result
     if index is not None and result.isdigit():
-        idx = open_index(index)
+        idx = open_index(index, readonly=True)
         try:
             row = idx.catalog.get(int(result))
         finally:
@@ -35,8 +35,8 @@ def explain_cmd(
         n = explain(query, path, out, kind=kind)
     except ImageError as e:
         fail(f"cannot read image {e}")
-    except (KeyError, OSError) as e:
-        fail(str(e).strip("'\""))
+    except OSError as e:
+        fail(f"cannot write {out}: {e.strerror or e}")
     if as_json:
         print_json({"inliers": n, "out": out, "result": path})
     else:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .app import (FLIP, FOREGROUND, MAX_SIDE, SCALES, app, console, err_console, extraction_options, fail, open_index,
+from lookalike.cli.app import (FLIP, FOREGROUND, MAX_SIDE, SCALES, app, console, err_console, extraction_options, fail, open_index,
                   print_json, progress_bar)
 
 
@@ -43,17 +43,21 @@ def index_cmd(
     options = {**{k: v for k, v in (("compare", compare),
                                     ("model", str(Path(model).resolve()) if model else None)) if v},
                **extraction_options(max_side, scales, flip, foreground)} or None
-    from ..runners import make_runner
+    import os
 
-    try:
-        idx = open_index(index, pipeline, options, create=True, store=store)
-    except ValueError as e:  # a bad --store spec
-        fail(str(e))
+    from lookalike.engine.runners import RUNNERS, make_runner
+
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if missing:  # checked before anything is created
+        fail(f"{missing[0]}: path not found" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if runner not in RUNNERS:
+        fail(f"unknown runner {runner!r} (known: {', '.join(sorted(RUNNERS))})")
+    idx = open_index(index, pipeline, options, create=True, store=store)
     try:  # --scheduler implies the Dask runner
         run = make_runner("dask" if scheduler else runner, scheduler) if runner != "local" or scheduler else None
-    except ValueError as e:
+    except BaseException:
         idx.close()
-        fail(str(e))
+        raise
 
     def on_error(path: str, reason: str) -> None:
         if not quiet:

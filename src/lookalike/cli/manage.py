@@ -1,12 +1,12 @@
 """``lookalike remove``, ``info`` and ``pipelines``."""
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import typer
 from rich.table import Table
 
-from .app import app, console, open_index, print_json
+from lookalike.cli.app import app, console, fail, open_index, print_json
 
 
 @app.command("remove")
@@ -22,15 +22,17 @@ def remove_cmd(
     finally:
         idx.close()
     print_json({"removed": n}) if as_json else console.print(f"removed {n}")
+    if n == 0:
+        fail("nothing was removed: no indexed file is at or under " + ", ".join(paths))
 
 
 @app.command("info")
 def info_cmd(
     index: str = typer.Option(..., "--index", "-i", help="Index directory."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print everything as JSON (with the pipeline document)."),
 ) -> None:
     """Counts, pipeline, sizes and skipped files (with reasons) of an index."""
-    idx = open_index(index)
+    idx = open_index(index, readonly=True)
     try:
         info = idx.info()
     finally:
@@ -38,7 +40,8 @@ def info_cmd(
     if as_json:
         print_json(info)
         return
-    for key in ("index", "pipeline", "description", "images", "errors", "vectors", "dim", "store", "metric"):
+    for key in ("index", "pipeline", "description", "images", "errors", "vectors", "dim", "store", "metric",
+                "schema_version"):
         console.print(f"[bold]{key}[/]: {info[key]}", highlight=False)
     console.print(f"[bold]size on disk[/]: {info['bytes_on_disk'] / 1e6:.1f} MB")
     if info["skipped"]:
@@ -48,10 +51,17 @@ def info_cmd(
 
 
 @app.command("pipelines")
-def pipelines_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
-    """List the pipelines and re-rank steps (combine as BASE+STEP+STEP, e.g. default+aqe)."""
-    from ..pipeline import list_pipelines
+def pipelines_cmd(
+    spec: Optional[str] = typer.Argument(None, help="A pipeline spec to expand, e.g. 'default+aqe(alpha=3)'."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON: the list, or SPEC's whole document."),
+) -> None:
+    """List the pipelines and re-rank steps (combine as BASE+STEP+STEP, e.g. default+aqe(alpha=3)),
+    or print the document a spec expands to, every default filled."""
+    from lookalike.pipelines import expand, list_pipelines
 
+    if spec is not None:
+        print_json(expand(spec))
+        return
     items = list_pipelines()
     if as_json:
         print_json(items)

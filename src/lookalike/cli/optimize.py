@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from .app import app, console, fail, open_index, print_json
+from lookalike.cli.app import app, console, fail, open_index, print_json
 
 
 @app.command("optimize")
@@ -16,20 +16,9 @@ def optimize_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Rebuild approximate indexes without removed vectors (HNSW tombstones, IVF-PQ dead rows)."""
+    idx = open_index(index, store=store)
     try:
-        idx = open_index(index, store=store)
-    except ValueError as e:
-        fail(str(e))
-    try:
-        lock = idx._lock()
-        try:
-            compact = getattr(idx.store, "compact", None)
-            dropped = int(compact()) if compact is not None else 0
-            idx.save()
-        finally:
-            lock.close()
-        out = {"store": type(idx.store).__name__, "spec": idx.store_spec, "vectors": len(idx.store),
-               "dropped": dropped}
+        out = idx.writer.compact()
     finally:
         idx.close()
     if as_json:

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .app import app, console, fail, open_index, print_json
+from lookalike.cli.app import app, console, fail, open_index, print_json
 
 
 def parse_box(box: Optional[str]) -> Optional[tuple[int, int, int, int]]:
@@ -37,19 +37,17 @@ def search_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
 ) -> None:
     """Rank the indexed images by similarity to a query; prints scores and the time taken."""
-    from ..io import ImageError
+    from lookalike.errors import ImageError
 
     if sum(x is not None for x in (image, text, id)) != 1:
         fail("give exactly one query: an IMAGE, --text or --id")
-    idx = open_index(index)
+    idx = open_index(index, readonly=True)
     try:
         steps = "+".join(filter(None, ["sv" if verify else None, rerank]))
         res = idx.search(image, k=k, text=text, id=id, box=parse_box(box), rerank=steps or None,
                          rotate=rotate)
     except ImageError as e:
         fail(f"cannot read query image {e}")
-    except (NotImplementedError, KeyError, ValueError) as e:
-        fail(str(e).strip("'\""))
     finally:
         idx.close()
     if as_json:
@@ -61,4 +59,4 @@ def search_cmd(
     for h in res.hits:
         table.add_row(str(h.rank), f"{h.score:.4f}", str(h.id), h.path)
     console.print(table)
-    console.print(f"{len(res.hits)} results, spend {res.took_ms / 1000:.4f} s ({res.took_ms:.1f} ms)")
+    console.print(f"{len(res.hits)} results, took {res.took_ms / 1000:.4f} s ({res.took_ms:.1f} ms)")

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .app import app, console, fail, open_index, print_json, progress_bar
+from lookalike.cli.app import app, console, fail, open_index, print_json, progress_bar
 
 
 @app.command("tag")
@@ -25,32 +25,35 @@ def tag_cmd(
 ) -> None:
     """Add or remove tags of images, import captions, run OCR, or train the text bridge; with only
     IMAGES, show every text the index holds for them (tags, captions, metadata, OCR, classes)."""
-    from ..text.plugin import ocr_entries, text_index, train_bridge as train
-    from ..text.sources import WEIGHTS, TextEntry, captions_for, load_captions
+    from lookalike.pipelines.text import TextExtension, ocr_entries, train_bridge as train
+    from lookalike.text.sources import WEIGHTS, TextEntry, captions_for, load_captions
+    from lookalike.text.store import TextIndex
 
     if ocr is not None and ocr not in ("auto", "on", "off"):
         fail("--ocr must be auto, on or off")
-    idx = open_index(index)
+    writes = bool(add or remove or captions or ocr or train_bridge)
+    idx = open_index(index, readonly=not writes)
     try:
-        lock = idx._lock()
-        try:
-            ti = text_index(idx)
-            ids = []
-            for ref in images or []:
-                row = idx.catalog.get(int(ref)) if ref.isdigit() and not os.path.exists(ref) \
-                    else idx.catalog.by_path(os.path.abspath(ref))
-                if row is None or row.status != "ok":
-                    fail(f"{ref} is not an indexed image")
-                ids.append(row.id)
+        ids = []
+        for ref in images or []:
+            row = idx.catalog.get(int(ref)) if ref.isdigit() and not os.path.exists(ref) \
+                else idx.catalog.by_path(os.path.abspath(ref))
+            if row is None or row.status != "ok":
+                fail(f"{ref} is not an indexed image")
+            ids.append(row.id)
+        caps = load_captions(captions) if captions else None
+
+        def change(db) -> None:
+            TextIndex.ensure_schema(db)
+            ti = TextIndex(db)
             for i in ids:
-                for t in add:
-                    ti.add_tag(i, t)
-                for t in remove:
-                    ti.remove_tag(i, t)
+                for tag in add:
+                    ti.add_tag(i, tag)
+                for tag in remove:
+                    ti.remove_tag(i, tag)
             every = idx.catalog.rows(idx.catalog.ok_ids()) if (captions or ocr) else {}
-            if captions:
-                caps = load_captions(captions)
-                idx.catalog.set_setting("text_captions", os.path.abspath(captions))
+            if caps is not None:
+                idx.catalog.set_setting("text_captions", os.path.abspath(captions), db)
                 n = 0
                 for i, row in every.items():
                     have = {e.text for e in ti.entries(i) if e.source == "caption"}
@@ -59,7 +62,7 @@ def tag_cmd(
                     n += len(new)
                 console.print(f"{n} captions added")
             if ocr:
-                idx.catalog.set_setting("text_ocr", ocr)
+                idx.catalog.set_setting("text_ocr", ocr, db)
                 if ocr != "off":
                     found = 0
                     with progress_bar("OCR", enabled=not as_json) as update:
@@ -70,15 +73,14 @@ def tag_cmd(
                             update(done, len(every))
                     console.print(f"text found in {found} of {len(every)} images")
             if train_bridge:
-                try:
-                    _, n = train(idx)
-                except ValueError as e:
-                    fail(str(e))
+                _, n = train(db, idx.catalog, idx.dir)
                 console.print(f"bridge trained on {n} texts")
-        finally:
-            lock.close()
-        out = {str(i): [{"source": e.source, "text": e.text, "weight": round(e.weight, 4)} for e in ti.entries(i)]
-               for i in ids}
+
+        if writes:
+            idx.writer.run(change)
+        ti = TextExtension.reader(idx.catalog.db)
+        out = {str(i): [{"source": e.source, "text": e.text, "weight": round(e.weight, 4)}
+                        for e in (ti.entries(i) if ti is not None else [])] for i in ids}
     finally:
         idx.close()
     if as_json:

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .app import app, console, err_console, fail, print_json
+from lookalike.cli.app import app, console, err_console, fail, print_json
 
 
 @app.command("train")
@@ -30,7 +30,7 @@ def train_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Fine-tune with hard negatives mined each epoch; writes model, checkpoint, log and plot to --out."""
-    from ..train import TrainConfig, train
+    from lookalike.train import TrainConfig, train
 
     if loss not in ("contrastive", "triplet"):
         fail(f"--loss must be contrastive or triplet, not {loss!r}")

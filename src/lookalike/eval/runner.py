@@ -5,24 +5,25 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
 
-from ..config import cache_dir
-from ..index.flat import FlatStore
-from ..io import load_image
-from ..pipeline import QUERY_TURNS, Pipeline, QueryContext, build, turned
-from ..runners import LocalRunner, process_batch
-from .dataset import Dataset, Query
-from .metrics import ranked_relevance, summarise
+from lookalike.config import cache_dir
+from lookalike.engine.runners import LocalRunner, describer_key, process_batch
+from lookalike.errors import BadInputError, UnsupportedError
+from lookalike.io import load_image
+from lookalike.pipelines import QUERY_TURNS, Pipeline, QueryContext, build, parse_spec, turned
+from lookalike.eval.dataset import Dataset, Query
+from lookalike.eval.metrics import ranked_relevance, summarise
 
 KEYS = ("mAP", "P@1", "P@10", "R@1", "R@5", "R@10", "queries", "images_per_s", "query_ms_p50")
 
 
 def _cache_file(ds: Dataset, pipe: Pipeline, what: str) -> Path:
-    key = hashlib.sha1(f"{ds.root.resolve()}|{pipe.extraction_key()}|{what}".encode()).hexdigest()[:16]
+    learned = json.dumps(pipe.document.options.get("fit_on")) if not pipe.extractor.fitted or \
+        pipe.document.options.get("fit_on") else ""
+    key = hashlib.sha1(f"{ds.root.resolve()}|{pipe.extraction_key()}|{learned}|{what}".encode()).hexdigest()[:16]
     d = cache_dir() / "eval"
     d.mkdir(parents=True, exist_ok=True)
     return d / f"{ds.name}-{what}-{key}.npz"
@@ -30,8 +31,10 @@ def _cache_file(ds: Dataset, pipe: Pipeline, what: str) -> Path:
 
 def describe_paths(pipe: Pipeline, spec: str, options: dict[str, Any], paths: list[Path],
                    progress: Callable[[int, int], None] | None = None, batch: int = 32) -> tuple[np.ndarray, float]:
-    """Raw descriptors of ``paths`` (unreadable images get zeros) and the images/s achieved."""
-    fn = lambda b: process_batch(spec, json.dumps(options, sort_keys=True), None, b)  # noqa: E731
+    """Raw descriptors of ``paths`` (unreadable images get zeros) and the images/s achieved, through
+    the indexing path (``engine.runners.process_batch``)."""
+    key = describer_key(parse_spec(spec, options))
+    fn = lambda b: process_batch(key, None, b)  # noqa: E731
     batches = [[str(p) for p in paths[i:i + batch]] for i in range(0, len(paths), batch)]
     out = np.zeros((len(paths), pipe.extractor.dim), np.float32)
     t0, done = time.perf_counter(), 0
@@ -60,15 +63,10 @@ def cached_descriptors(ds: Dataset, pipe: Pipeline, spec: str, options: dict[str
     return x, rate
 
 
-class DatasetRows:
-    """The part of a catalog that re-rank steps read (``get(id).path``), over a dataset's images,
-    so steps that look at the images themselves (spatial verification) run in an evaluation."""
-
-    def __init__(self, paths: list[Path]) -> None:
-        self.paths = paths
-
-    def get(self, image_id: int) -> SimpleNamespace | None:
-        return SimpleNamespace(path=str(self.paths[image_id])) if 0 <= image_id < len(self.paths) else None
+def dataset_paths(paths: list[Path]) -> Callable[[Any], dict[int, str]]:
+    """``QueryContext.paths`` over a dataset's images (ids are positions), so steps that look at
+    the images themselves (spatial verification) run in an evaluation."""
+    return lambda ids: {int(i): str(paths[int(i)]) for i in ids if 0 <= int(i) < len(paths)}
 
 
 def split_queries(ds: Dataset, split_file: Path) -> Dataset:
@@ -76,7 +74,7 @@ def split_queries(ds: Dataset, split_file: Path) -> Dataset:
     split = json.loads(Path(split_file).read_text())
     test = set(split.get("test") or split.get("test_classes") or [])
     if not test:
-        raise ValueError(f"{split_file}: no 'test' class list")
+        raise BadInputError(f"{split_file}: no 'test' class list")
     sub = ds.restrict_classes(test)
     by_class: dict[str, list[str]] = {}
     for d in sub.db_ids:
@@ -95,17 +93,20 @@ def evaluate(dataset: str | Path, spec: str = "default", options: dict[str, Any]
     ds = Dataset.load(dataset)
     if split:
         ds = split_queries(ds, Path(split))
-    pipe = build(spec, **options)
     if ds.task == "text":
-        hook = _TEXT_EVAL.get("eval")
-        if hook is None:
-            raise NotImplementedError(f"text queries are not supported by pipeline {spec!r}")
-        return hook(ds, spec, options, holdout_last, progress)
+        from lookalike.eval.text import evaluate_text
+
+        return evaluate_text(ds, spec, options, holdout_last, progress)
     if holdout_last:
-        raise NotImplementedError("--holdout-last applies to pipelines that learn from the data (text)")
+        raise BadInputError("--holdout-last applies to pipelines that learn from the data (text)")
     if any(q.image is None for q in ds.queries):
-        raise NotImplementedError(f"text queries are not supported by pipeline {spec!r}")
-    base_spec = spec.split("+")[0]
+        raise UnsupportedError(f"text queries are not supported by pipeline {spec!r}")
+    doc = parse_spec(spec, options)
+    if doc.base in ("sift-bow", "orb-bow", "sift-vlad") and not doc.options.get("fit_on"):
+        # as an index does, the vocabulary is learned from the collection itself (here: the database)
+        options = {**options, "fit_on": str(ds.root)}
+    pipe = build(spec, **options)
+    base_spec = doc.base
     db_raw, rate = cached_descriptors(ds, pipe, base_spec, options, ds.db_paths, "db", progress)
     pos = {p.resolve(): i for i, p in enumerate(ds.db_paths)}
     outside = [q.image for q in ds.queries if q.image.resolve() not in pos]
@@ -115,8 +116,8 @@ def evaluate(dataset: str | Path, spec: str = "default", options: dict[str, Any]
     q_raw = np.stack([db_raw[pos[q.image.resolve()]] if q.image.resolve() in pos
                       else q_raw_out[out_pos[q.image.resolve()]] for q in ds.queries])
     fit_source = options.get("fit_on")
-    if pipe.needs_fit:
-        pipe.fit(_fit_descriptors(fit_source, pipe, base_spec, options) if fit_source else db_raw)
+    if any(not p.fitted for p in pipe.post):
+        pipe.fit_post(_fit_descriptors(fit_source, pipe, base_spec, options) if fit_source else db_raw)
     db = pipe.prepare(db_raw)
     qv = pipe.prepare(q_raw)
     if rotate:  # (Q, 1 + turns, D): upright, then the turned copies
@@ -128,11 +129,11 @@ def evaluate(dataset: str | Path, spec: str = "default", options: dict[str, Any]
         db = pipe.fit_steps(ids, db)
     store = pipe.make_store(db.shape[1])
     store.add(ids, db)
-    rows = DatasetRows(ds.db_paths)
+    paths = dataset_paths(ds.db_paths)
     rels, nrel, times = [], [], []
     for qi, q in enumerate(ds.queries):
         t = time.perf_counter()
-        ctx = QueryContext(path=str(q.image), catalog=rows)
+        ctx = QueryContext(path=str(q.image), paths=paths)
         if rotate:
             scores, got = pipe.search_views(store, qv[qi], len(db), ctx)
         else:
@@ -166,5 +167,3 @@ def _fit_descriptors(dataset: str | Path, pipe: Pipeline, spec: str, options: di
     return cached_descriptors(other, pipe, spec, {k: v for k, v in options.items() if k != "fit_on"},
                               other.db_paths, "db")[0]
 
-
-_TEXT_EVAL: dict[str, Callable[..., dict[str, Any]]] = {}

@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..config import cache_dir
-from ..registry import Registry
+from lookalike.config import cache_dir
+from lookalike.registry import Registry
 
 # name -> factory returning (torch module with .extract_features/.classify, default input side)
 BACKBONES: Registry[Callable[[], "TorchBackbone"]] = Registry("backbone")

@@ -1,34 +1,53 @@
-"""The extractor protocol: images in, one float32 vector per image out."""
+"""The extractor contract: images in, one float32 vector per image out.
+
+Every extractor subclasses ``Extractor`` and overrides what it has; the defaults say "nothing to
+learn, vectors searched as described, no classifier logits", so callers never probe abilities.
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Sequence
 
 import numpy as np
 
 
-@runtime_checkable
-class Extractor(Protocol):
+class Extractor:
     """Describes RGB images (H, W, 3 uint8 arrays) as rows of a float32 matrix.
 
     ``metric`` is ``"ip"`` (higher inner product = more similar; vectors are prepared so that
-    the inner product *is* the chosen similarity) or ``"l2"``.
+    the inner product *is* the chosen similarity), ``"l2"`` or ``"chi2"`` (brute force).
     """
 
-    name: str
-    dim: int
-    metric: str
+    name: str = "extractor"
+    dim: int = 0
+    metric: str = "ip"
+    max_side: int | None = None  # the long side images are described at (None: as given)
+    gives_logits: bool = False  # ``describe_with_logits`` returns ImageNet logits
 
-    def describe(self, images: Sequence[np.ndarray]) -> np.ndarray: ...
+    def describe(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
 
-    def config(self) -> dict[str, Any]: ...
+    def describe_with_logits(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Descriptors and, where ``gives_logits``, the (N, 1000) ImageNet logits of the same pass."""
+        return self.describe(images), None
 
+    def prepare_vectors(self, x: np.ndarray) -> np.ndarray:
+        """Raw descriptors -> the vectors whose inner product is the similarity."""
+        return x
 
-class Fittable(Protocol):
-    """An extractor or post-processing step with learned state saved in the index directory."""
+    def config(self) -> dict[str, Any]:
+        return {"extractor": self.name}
 
-    def fit(self, vectors_or_images: Any) -> None: ...
+    # -- learned state (vocabularies): none by default ------------------------------------------
+    @property
+    def fitted(self) -> bool:
+        return True
 
-    def save(self, directory: Path) -> None: ...
+    def fit(self, images: Sequence[np.ndarray]) -> None:
+        """Learn from a sample of the collection's images (only where ``fitted`` is False)."""
 
-    def load(self, directory: Path) -> None: ...
+    def save(self, directory: Path) -> None:
+        """Keep learned state in ``directory`` (nothing by default)."""
+
+    def load(self, directory: Path) -> None:
+        """Read what ``save`` kept."""

@@ -18,10 +18,12 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from lookalike.features.base import Extractor
+
 COMPARES = ("pearson", "bhattacharyya", "chi2", "cosine")
 
 
-class ColorExtractor:
+class ColorExtractor(Extractor):
     """Region HSV histogram; ``describe`` returns L1-normalised raw histograms."""
 
     name = "color"

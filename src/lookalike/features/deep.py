@@ -15,13 +15,15 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from ..io import load_image
-from .aggregators import AGGREGATORS, PoolContext, l2n
-from .aggregators.cam import class_maps, top_classes
-from .aggregators.scda import scda_mask
-from .backbone import OnnxBackbone
+from lookalike.features.base import Extractor
+from lookalike.io import load_image
+from lookalike.features.aggregators import AGGREGATORS, PoolContext
+from lookalike.vectors import l2n
+from lookalike.features.aggregators.cam import class_maps, top_classes
+from lookalike.features.aggregators.scda import scda_mask
+from lookalike.features.backbone import OnnxBackbone
 
-__all__ = ["DeepExtractor", "resize_max_side", "l2n", "load_rgb"]
+__all__ = ["DeepExtractor", "resize_max_side"]
 
 Box = tuple[float, float, float, float]  # (x, y, w, h) in pixels
 RelBox = tuple[float, float, float, float]  # (x0, y0, x1, y1) as fractions of width / height
@@ -40,12 +42,6 @@ def resize_max_side(rgb: np.ndarray, max_side: int, snap: int | None = None) -> 
     if (size[0], size[1]) == (w, h):
         return rgb
     return np.asarray(Image.fromarray(rgb).resize(tuple(size), Image.BICUBIC))
-
-
-def load_rgb(path: str | Path, max_side: int | None = None) -> np.ndarray:
-    """Decode an image file to (H, W, 3) uint8 RGB (EXIF rotation applied; ``max_side`` lets
-    the JPEG decoder skip detail that the resize would drop)."""
-    return load_image(path, max_side=max_side)
 
 
 def mask_box(mask: np.ndarray) -> RelBox:
@@ -68,10 +64,11 @@ def crop_map(fmap: np.ndarray, box: RelBox) -> np.ndarray:
     return fmap[:, r0:r1, c0:c1]
 
 
-class DeepExtractor:
+class DeepExtractor(Extractor):
     """Backbone conv map -> aggregator -> L2; optional multi-scale and flip averaging."""
 
     metric = "ip"
+    gives_logits = True
 
     def __init__(self, backbone: str = "efficientnet-lite2", aggregator: str = "gem",
                  max_side: int = 352, scales: Sequence[float] = (1.0,), flip: bool = False,
@@ -181,21 +178,6 @@ class DeepExtractor:
     def describe(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return self.describe_with_logits(images)[0]
 
-    def describe_box(self, image: np.ndarray, box: Box) -> np.ndarray:
-        """Descriptor (dim,) of the part of ``image`` inside ``box`` = (x, y, w, h) in pixels.
-
-        The whole image goes through the backbone (context is kept); only the feature-map cells
-        under the box are pooled.
-        """
-        h, w = image.shape[:2]
-        x, y, bw, bh = box
-        if bw <= 0 or bh <= 0:
-            raise ValueError(f"empty box {box}")
-        rel = (max(0.0, x / w), max(0.0, y / h), min(1.0, (x + bw) / w), min(1.0, (y + bh) / h))
-        if rel[0] >= rel[2] or rel[1] >= rel[3]:
-            raise ValueError(f"box {box} lies outside the {w}x{h} image")
-        return self._describe_prepared([self.variants(image)], [rel])[0][0]
-
     def localise(self, image: np.ndarray, method: str = "scda") -> Box:
         """The foreground box (x, y, w, h) in pixels, found from the SCDA mask or the top CAM."""
         if method not in ("scda", "cam"):
@@ -213,7 +195,7 @@ class DeepExtractor:
                       workers: int = 2) -> Iterator[list[list[np.ndarray]]]:
         """Batches of prepared images; the next batch is decoded and resized in threads meanwhile."""
         decode_side = 2 * round(self.max_side * max(self.scales))  # a cheap draft decode, exact resize later
-        load = lambda p: self.variants(load_rgb(p, decode_side))  # noqa: E731
+        load = lambda p: self.variants(load_image(p, decode_side))  # noqa: E731
         chunks = [list(paths[s:s + batch]) for s in range(0, len(paths), batch)]
         if not chunks:
             return

@@ -1,15 +1,15 @@
 """The re-ranker contract and the ``RERANKERS`` registry.
 
-A re-ranker is a step after the vector search. Its life cycle inside a pipeline:
+A re-ranker is a step after the vector search. Its offline part is derived state of the index,
+kept by the index's writer, never by a search:
 
-1. ``fit(ids, vectors)`` once over the database.
-2. Only database-side steps (DBA) define ``transform_database(ids, vectors)``: the vectors the
-   pipeline indexes instead of the originals (``Pipeline.transforms_database`` looks for it).
-3. ``update(added_ids, added_vectors, removed_ids)`` when images come and go; it returns the ids
-   whose *database* vectors changed (DBA: the neighbours of what came and went), which the
-   pipeline re-indexes with ``transform_database``. Steps with a kNN graph also notice a store
-   whose size differs from their graph at query time and catch up by themselves (``sync``).
-4. ``rerank(query, scores, ids, store)`` per query batch: similarity scores, higher is better.
+1. ``fit(ids, vectors)`` once over the database (a fresh build, or a repair).
+2. ``update(added_ids, added_vectors, removed_ids)`` in the same batch as every add and remove; it
+   returns the ids whose *database* vectors changed (DBA: the neighbours of what came and went).
+3. Database-side steps (DBA) set ``transforms_database`` and give ``transform_database(ids)``:
+   the vectors the index stores instead of the originals.
+4. ``rerank(query, scores, ids, store, context)`` per query: reads only; similarity scores,
+   higher is better.
 5. ``save(dir)`` / ``load(dir)`` persist the offline part as ``<dir>/rerank_<name>.npz``.
 """
 from __future__ import annotations
@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from ..index.base import VectorStore
-from ..registry import Registry
-from .knn import KnnGraph
+from lookalike.store.base import VectorStore
+from lookalike.registry import Registry
 
 
 class Reranker:
     """Base class: no offline state, database vectors unchanged."""
 
     name = "reranker"
+    transforms_database = False
 
     def __init__(self, **params: Any) -> None:
         unknown = set(params) - set(self.defaults())
@@ -47,9 +47,16 @@ class Reranker:
         """Keep the offline part current; return ids whose database vectors changed."""
         return np.empty(0, np.int64)
 
+    def transform_database(self, ids: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:
+        """The vectors to store for ``ids`` (the given ones, unless the step transforms them)."""
+        return vectors
+
     def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray,
-               store: VectorStore) -> tuple[np.ndarray, np.ndarray]:
+               store: VectorStore, context: Any = None) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.params)}
 
     def state(self) -> dict[str, np.ndarray]:
         """Arrays of the offline part (empty by default)."""
@@ -77,24 +84,7 @@ class Reranker:
                 self.set_state({k: z[k] for k in z.files})
 
 
-def sync(step: Reranker, graph: KnnGraph, store: VectorStore) -> None:
-    """Bring ``step``'s graph in line with ``store`` when their sizes differ (images were added
-    or removed without ``update``; the first query after indexing fits it from scratch)."""
-    if len(graph) == len(store):
-        return
-    have, want = graph.ids, store.ids()
-    added = np.setdiff1d(want, have)
-    removed = np.setdiff1d(have, want)
-    step.update(added, store.reconstruct(added) if len(added) else
-                np.empty((0, store.dim), np.float32), removed)
-
-
 RERANKERS: Registry[type[Reranker]] = Registry("re-ranker")
-
-
-def l2n(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return (x / (np.linalg.norm(x, axis=-1, keepdims=True) + eps)).astype(np.float32)
 
 
 def merge_head(head_scores: np.ndarray, head_ids: np.ndarray, scores: np.ndarray,

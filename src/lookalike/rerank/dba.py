@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ..index.base import VectorStore, as_ids
-from .base import RERANKERS, Reranker, l2n
-from .knn import KnnGraph
+from lookalike.store.base import VectorStore, as_ids
+from lookalike.rerank.base import RERANKERS, Reranker
+from lookalike.vectors import l2n
+from lookalike.rerank.knn import KnnGraph
 
 
 @RERANKERS.register("dba")
@@ -27,6 +28,7 @@ class DatabaseAugmentation(Reranker):
     """Database-side augmentation (αDBA): each stored vector becomes a similarity-weighted mean of its close neighbours."""
 
     name = "dba"
+    transforms_database = True
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -54,6 +56,8 @@ class DatabaseAugmentation(Reranker):
     def augmented(self, positions: np.ndarray) -> np.ndarray:
         """Augmented vectors of graph rows."""
         g, alpha, floor = self.graph, float(self.params["alpha"]), float(self.params["min_sim"])
+        if not len(positions):
+            return np.zeros((0, g.vectors.shape[1] if g.vectors.ndim == 2 else 0), np.float32)
         n, recip = min(int(self.params["n"]), g.width), int(self.params["recip"])
         nbr, sim = g.nbr[positions, :n], g.sim[positions, :n].astype(np.float64)
         s = np.maximum(sim, 0.0)
@@ -68,14 +72,15 @@ class DatabaseAugmentation(Reranker):
             out[a:b] = np.einsum("qn,qnd->qd", w[a:b].astype(np.float32), g.vectors[nbr[a:b]])
         return l2n(out)
 
-    def transform_database(self, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    def transform_database(self, ids: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:
+        """Augmented vectors of ``ids`` (from the graph, which holds the originals)."""
         pos = self.graph.positions(as_ids(ids))
         if (pos < 0).any():
             raise KeyError("transform_database: ids not fitted; call fit() or update() first")
         return self.augmented(pos)
 
     def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray,
-               store: VectorStore) -> tuple[np.ndarray, np.ndarray]:
+               store: VectorStore, context: Any = None) -> tuple[np.ndarray, np.ndarray]:
         return scores, ids
 
     def state(self) -> dict[str, np.ndarray]:

@@ -20,9 +20,9 @@ from typing import Any, Callable
 import numpy as np
 from scipy import sparse
 
-from ..index.base import VectorStore
-from .base import RERANKERS, Reranker, merge_head, sync
-from .knn import KnnGraph
+from lookalike.store.base import VectorStore
+from lookalike.rerank.base import RERANKERS, Reranker, merge_head
+from lookalike.rerank.knn import KnnGraph
 
 
 @RERANKERS.register("diffusion")
@@ -93,8 +93,7 @@ class Diffusion(Reranker):
         return f
 
     def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray,
-               store: VectorStore) -> tuple[np.ndarray, np.ndarray]:
-        sync(self, self.graph, store)
+               store: VectorStore, context: Any = None) -> tuple[np.ndarray, np.ndarray]:
         g, depth, beta = self.graph, int(self.params["depth"]), float(self.params["beta"])
         query = np.asarray(query, np.float32).reshape(len(ids), -1)
         if len(g) == 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from ..index.base import as_ids
+from lookalike.store.base import as_ids
 
 
 def knn_search(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +66,10 @@ class KnnGraph:
         vector beats the current last neighbour. A change of ``width`` (N below k) refits.
         """
         added_ids, removed_ids = as_ids(added_ids), as_ids(removed_ids)
-        added_vectors = np.asarray(added_vectors, np.float32).reshape(len(added_ids), -1)
+        if len(added_ids):
+            added_vectors = np.asarray(added_vectors, np.float32).reshape(len(added_ids), -1)
+        else:  # a remove alone
+            added_vectors = np.empty((0, self.vectors.shape[1] if self.vectors.ndim == 2 else 0), np.float32)
         rm_pos = self.positions(removed_ids)
         rm_pos = rm_pos[rm_pos >= 0]
         keep = np.ones(len(self.ids), bool)

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..index.base import VectorStore
-from .base import RERANKERS, Reranker, l2n, sync
-from .knn import KnnGraph
+from lookalike.store.base import VectorStore
+from lookalike.rerank.base import RERANKERS, Reranker
+from lookalike.vectors import l2n
+from lookalike.rerank.knn import KnnGraph
 
 
 @RERANKERS.register("aqe")
@@ -58,8 +59,6 @@ class QueryExpansion(Reranker):
         query = np.asarray(query, np.float32).reshape(len(ids), -1)
         top_i, top_s = ids[:, :n], scores[:, :n]
         ok = (top_i >= 0) & np.isfinite(top_s)
-        if self.graph is not None:
-            sync(self, self.graph, store)
         out = query.astype(np.float64).copy()
         if ok.any():
             rows = np.nonzero(ok)[0]
@@ -86,5 +85,5 @@ class QueryExpansion(Reranker):
         return store.reconstruct(ids)
 
     def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray,
-               store: VectorStore) -> tuple[np.ndarray, np.ndarray]:
+               store: VectorStore, context: Any = None) -> tuple[np.ndarray, np.ndarray]:
         return store.search(self.expand(query, scores, ids, store), ids.shape[1])

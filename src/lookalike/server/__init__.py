@@ -1,4 +1,4 @@
 """The search server: HTTP API and web page over an index (``lookalike serve``)."""
-from .app import create_app
+from lookalike.server.app import create_app
 
 __all__ = ["create_app"]

@@ -6,7 +6,10 @@ need ``Authorization: Bearer TOKEN``. Only files the catalog lists are ever serv
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import threading
+import time
 import secrets
 import tempfile
 from contextlib import asynccontextmanager
@@ -19,22 +22,24 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+import numpy as np
 
-from .. import __version__
-from ..api import IndexError_
-from ..index.catalog import ImageRow
-from ..io import ImageError, decode
-from ..pipeline import rerankers
-from .guards import BodyLimit, SecurityHeaders, token_ok
-from .live import LiveIndex
-from .media import atomic_write, save_upload, thumbnail
+from lookalike import __version__
+from lookalike.engine.catalog import ImageRow
+from lookalike.engine.index import Index
+from lookalike.errors import BadInputError, BusyError, ImageError, LookalikeError
+from lookalike.io import decode
+from lookalike.pipelines import parse_steps, rerankers
+from lookalike.server.guards import BodyLimit, SecurityHeaders, token_ok
+from lookalike.server.media import atomic_write, save_upload, thumbnail
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MULTIPART_SLACK = 64 * 1024  # multipart framing around an upload of the maximum size
 
 
 def explain_available() -> bool:
-    return importlib.util.find_spec("lookalike.explain") is not None
+    return importlib.util.find_spec("lookalike.features.local.explain") is not None
 
 
 def image_error(e: ImageError) -> HTTPException:
@@ -46,8 +51,12 @@ def image_error(e: ImageError) -> HTTPException:
 def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Optional[List[str]] = None,
                max_upload_mb: float = 20.0, reload_every: float = 2.0) -> FastAPI:
     """The app serving the index in ``index_dir`` (which must exist). ``token`` guards writes
-    (generated when None: read it from ``app.state.token``). Raises ``IndexError_`` without an index."""
-    idx = LiveIndex(index_dir, reload_every=reload_every)
+    (generated when None: read it from ``app.state.token``). Raises ``NotFoundError`` without an
+    index. Searches run concurrently with the index's one writer (``engine.index``); changes made
+    by another process are followed at most every ``reload_every`` seconds."""
+    idx = Index(index_dir, create=False)
+    follower = Follower(idx, reload_every)
+    idx.pipeline.describe([np.full((64, 64, 3), 128, np.uint8)])  # models built before concurrent queries
     max_bytes = int(max_upload_mb * 1024 * 1024)
 
     @asynccontextmanager
@@ -58,6 +67,17 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
     app = FastAPIOffline(title="lookalike", version=__version__, lifespan=lifespan,
                   description="Content-based image search: by image, by indexed image, by text.")
     app.state.index, app.state.token, app.state.max_bytes = idx, token or secrets.token_urlsafe(24), max_bytes
+    app.state.follower = follower
+
+    @app.exception_handler(LookalikeError)
+    async def lookalike_error(_: Request, e: LookalikeError) -> JSONResponse:
+        headers = {"Retry-After": "5"} if isinstance(e, BusyError) else None
+        return JSONResponse({"detail": str(e)}, status_code=e.http_status, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, e: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error (logged by the server)"}, status_code=500)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=max_bytes + MULTIPART_SLACK)
     if cors:
@@ -71,8 +91,8 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
             raise HTTPException(401, "this endpoint needs the header 'Authorization: Bearer TOKEN' "
                                      "with the server's token", headers={"WWW-Authenticate": "Bearer"})
 
-    def fresh() -> LiveIndex:
-        idx.maybe_reload()
+    def fresh() -> Index:
+        follower.maybe_refresh()
         return idx
 
     def indexed(image_id: int) -> ImageRow:
@@ -95,37 +115,36 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     @app.get("/healthz", tags=["status"])
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "images": len(idx)}
+    def healthz(ix: Index = Depends(fresh)) -> dict[str, Any]:
+        return {"status": "ok", "images": len(ix)}
 
     @app.get("/stats", tags=["status"])
-    def stats(ix: LiveIndex = Depends(fresh)) -> dict[str, Any]:
+    def stats(ix: Index = Depends(fresh)) -> dict[str, Any]:
         """The index's counts, pipeline and sizes, and what this server offers."""
         info = ix.info()
         info.pop("index", None)  # the server's folders are not the client's business
-        info["store"] = type(getattr(ix.store, "inner", ix.store)).__name__
-        info.update(explain=explain_available(), max_upload_bytes=max_bytes, reloads=ix.reloads)
+        info.update(explain=explain_available(), max_upload_bytes=max_bytes, reloads=follower.reloads)
         return info
 
     # -- search ----------------------------------------------------------------------------------
     # in a query string "+" arrives as a space: "dba+aqe", "dba%2Baqe" and "dba,aqe" all work
-    RERANK = Query(None, max_length=100, pattern=r"^[a-z0-9-]+([+ ,][a-z0-9-]+)*$",
-                   description="re-rank steps for this query, e.g. aqe, dba+aqe, diffusion, sv")
+    RERANK = Query(None, max_length=200, pattern=r"^[a-z0-9-]+(\([a-z0-9_.,=-]*\))?([+ ,][a-z0-9-]+(\([a-z0-9_.,=-]*\))?)*$",
+                   description="re-rank steps for this query, e.g. aqe, dba+aqe, diffusion, sv, aqe(alpha=3)")
 
     def checked_steps(rerank: Optional[str]) -> Optional[str]:
-        steps = [s for s in (rerank or "").replace(" ", "+").replace(",", "+").split("+") if s]
+        steps = parse_steps(rerank or "")
         known = rerankers()
-        unknown = [s for s in steps if s not in known]
+        unknown = [s.name for s in steps if s.name not in known]
         if unknown:
-            raise HTTPException(400, f"unknown re-rank step {unknown[0]!r} (known: {', '.join(known.names())})")
-        return "+".join(steps) or None
+            raise BadInputError(f"unknown re-rank step {unknown[0]!r} (known: {', '.join(known.names())})")
+        return "+".join(s.to_spec() for s in steps) or None
 
     @app.post("/search", tags=["search"])
     def search_image(image: UploadFile = File(..., description="the query image"),
                      k: int = Query(10, ge=1, le=1000),
                      rotate: bool = Query(False, description="also search with the image turned 90° each way"),
                      rerank: Optional[str] = RERANK,
-                     ix: LiveIndex = Depends(fresh)) -> dict[str, Any]:
+                     ix: Index = Depends(fresh)) -> dict[str, Any]:
         """The k indexed images most similar to an uploaded image."""
         steps = checked_steps(rerank)
         data = read_upload(image)
@@ -138,7 +157,7 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
     @app.get("/search", tags=["search"])
     def search_get(text: Optional[str] = Query(None, max_length=1000), id: Optional[int] = Query(None),
                    k: int = Query(10, ge=1, le=1000), rerank: Optional[str] = RERANK,
-                   ix: LiveIndex = Depends(fresh)) -> dict[str, Any]:
+                   ix: Index = Depends(fresh)) -> dict[str, Any]:
         """Search by the text ``text`` or by the indexed image ``id``."""
         if (text is None) == (id is None):
             raise HTTPException(400, "give exactly one of the query parameters 'text' or 'id' "
@@ -146,19 +165,12 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         if text is not None and not text.strip():
             raise HTTPException(400, "empty text query")
         steps = checked_steps(rerank)
-        try:
-            return ix.search(text=text, id=id, k=k, rerank=steps).to_dict()
-        except NotImplementedError as e:
-            raise HTTPException(501, f"{e}: search by image instead") from None
-        except KeyError:
-            raise HTTPException(404, f"no indexed image with id {id}") from None
-        except ValueError as e:
-            raise HTTPException(400, str(e)) from None
+        return ix.search(text=text, id=id, k=k, rerank=steps).to_dict()
 
     # -- images ----------------------------------------------------------------------------------
     @app.get("/images", tags=["images"])
     def list_images(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=1000),
-                    ix: LiveIndex = Depends(fresh)) -> dict[str, Any]:
+                    ix: Index = Depends(fresh)) -> dict[str, Any]:
         """The indexed images by id, a page at a time."""
         rows = ix.catalog.db.execute("SELECT id, path, width, height FROM images WHERE status='ok' "
                                      "ORDER BY id LIMIT ? OFFSET ?", (limit, offset)).fetchall()
@@ -193,10 +205,7 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
                 paths.append(str(save_upload(idx.dir / "uploads", read_upload(f), f.filename or "<upload>")))
             except ImageError as e:
                 raise image_error(e) from None
-        try:
-            rep = idx.add_files(paths)
-        except IndexError_ as e:
-            raise HTTPException(409, f"{e}: retry later", headers={"Retry-After": "5"}) from None
+        rep = idx.add(paths)
         failed = dict(rep.failed)
         ids = []
         for p in paths:
@@ -211,10 +220,7 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
     def delete_image(image_id: int) -> Response:
         """Remove an image from the index; a file the server stored under uploads/ is deleted too."""
         row = indexed(image_id)
-        try:
-            idx.remove_one(image_id)
-        except IndexError_ as e:
-            raise HTTPException(409, f"{e}: retry later", headers={"Retry-After": "5"}) from None
+        idx.remove_ids([image_id])
         uploads = (idx.dir / "uploads").resolve()
         if Path(row.path).resolve().parent == uploads:
             Path(row.path).unlink(missing_ok=True)
@@ -227,7 +233,7 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         """A PNG of the spatially verified local-feature matches between two indexed images."""
         if not explain_available():
             raise HTTPException(501, "match explanations are not available in this installation")
-        from ..explain import explain
+        from lookalike.features.local.explain import explain
 
         q, r = indexed(query_id), indexed(id)
         out = idx.dir / "explain" / f"{q.id}-{r.id}-{(q.hash or '')[:10]}-{(r.hash or '')[:10]}.png"
@@ -241,3 +247,26 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         return FileResponse(out, media_type="image/png")
 
     return app
+
+
+class Follower:
+    """Follows changes another process makes to the index, checking at most every ``every`` s."""
+
+    def __init__(self, index: Index, every: float) -> None:
+        self.index, self.every = index, every
+        self.reloads = 0
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    def maybe_refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.every or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._checked = now
+            if self.index.refresh():
+                self.reloads += 1
+        except Exception:  # noqa: BLE001 - keep serving the state we have; retried next time
+            log.exception("could not follow the index's changes; serving the previous state")
+        finally:
+            self._lock.release()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..io import decode, load_image
+from lookalike.io import decode, load_image
 
 THUMB_SIDE = 256
 # PIL format -> file suffix the indexer accepts; other formats are stored re-encoded as PNG

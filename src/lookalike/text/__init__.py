@@ -8,4 +8,4 @@ vectors in the sentence space: a learned ``bridge`` or a local CLIP checkpoint (
 combines them. Chinese queries go through keyword search directly and through ``glossary`` to the
 English models. ``plugin`` wires this into the index, the ``text`` pipeline and ``lookalike eval``.
 """
-from .sources import TextEntry  # noqa: F401
+from lookalike.text.sources import TextEntry  # noqa: F401

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .classes import softmax
-from .store import TOP_CLASSES
+from lookalike.text.classes import softmax
+from lookalike.text.store import TOP_CLASSES
 
 BRIDGE_FILE = "text_bridge.npz"
 

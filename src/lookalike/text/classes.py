@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import cache_dir
+from lookalike.config import cache_dir
 
 PROMPT = "a photo of a {}."
 

@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..features.deep import resize_max_side
+from lookalike.features.deep import resize_max_side
 
 _lock = threading.Lock()
 _engine: Any = None

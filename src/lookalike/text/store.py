@@ -18,10 +18,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .classes import class_names, prompt_embeddings, softmax
-from .fusion import fuse
-from .glossary import has_cjk, translate
-from .sources import TextEntry
+from lookalike.text.classes import class_names, prompt_embeddings, softmax
+from lookalike.text.fusion import fuse
+from lookalike.text.glossary import has_cjk, translate
+from lookalike.text.sources import TextEntry
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS text_entries (id INTEGER PRIMARY KEY, image_id INTEGER NOT NULL,
@@ -71,7 +71,7 @@ class TextIndex:
     @property
     def encoder(self) -> Any:
         if self._encoder is None:
-            from .encoder import sentence_encoder
+            from lookalike.text.encoder import sentence_encoder
 
             self._encoder = sentence_encoder()
         return self._encoder
@@ -116,6 +116,18 @@ class TextIndex:
                                 [(iid, int(c), float(row[c])) for c in order])
             self.add(iid, [TextEntry("class", names[c], float(row[c])) for c in order[:auto_tags]],
                      replace_sources=("class",))
+        self._changed()
+
+    def copy_classes(self, source_id: int, image_id: int) -> None:
+        """Give ``image_id`` the class probabilities and class tags of ``source_id`` (same content)."""
+        src, dst = int(source_id), int(image_id)
+        self.db.execute("DELETE FROM text_classes WHERE image_id=?", (dst,))
+        self.db.execute("INSERT INTO text_classes(image_id, class_id, prob) "
+                        "SELECT ?, class_id, prob FROM text_classes WHERE image_id=?", (dst, src))
+        self.db.execute("DELETE FROM text_entries WHERE image_id=? AND source='class'", (dst,))
+        self.db.execute("INSERT INTO text_entries(image_id, source, text, weight) "
+                        "SELECT ?, source, text, weight FROM text_entries WHERE image_id=? AND source='class'",
+                        (dst, src))
         self._changed()
 
     def set_vectors(self, kind: str, image_ids: Sequence[int], vectors: np.ndarray) -> None:

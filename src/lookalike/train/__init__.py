@@ -2,7 +2,7 @@
 blocks and GeM exponent on labelled images; the result is a model folder usable as a backbone."""
 from __future__ import annotations
 
-from .loop import TrainConfig, train
-from .model import ModelSpec, load_model
+from lookalike.train.loop import TrainConfig, train
+from lookalike.train.model import ModelSpec, load_model
 
 __all__ = ["TrainConfig", "train", "ModelSpec", "load_model"]

@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import is_image_name
+from lookalike.io import is_image_name
 
 
 @dataclass

@@ -11,8 +11,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..eval.metrics import average_precision, precision_at, ranked_relevance
-from .data import Labelled, read_labelled, split_classes, train_classes_of
+from lookalike.eval.metrics import average_precision, precision_at, ranked_relevance
+from lookalike.train.data import Labelled, read_labelled, split_classes, train_classes_of
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -116,7 +116,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out: str | Path, progress: Progress | None = None) -> None:
         import torch
 
-        from .network import Tail, split_backbone, trunk_onnx
+        from lookalike.train.network import Tail, split_backbone, trunk_onnx
 
         self.cfg, self.out = cfg, Path(out)
         self.progress = progress or (lambda stage, done, total: None)
@@ -137,7 +137,7 @@ class Trainer:
 
     # -- data ----------------------------------------------------------------------------------
     def prepare(self, train: Labelled, val: Labelled) -> None:
-        from .views import TrunkCache
+        from lookalike.train.views import TrunkCache
 
         cache = TrunkCache(self.onnx, self.cfg.max_side, self.cfg.seed, self.tb.mean, self.tb.std,
                            threads=self.cfg.threads)
@@ -161,7 +161,7 @@ class Trainer:
     def run_epoch(self) -> float:
         import torch
 
-        from .mining import mine_tuples
+        from lookalike.train.mining import mine_tuples
 
         cfg, tr = self.cfg, self.train
         self.tail.eval()
@@ -188,7 +188,7 @@ class Trainer:
         """The loss of tuples (query, positive, negatives (B, K)); query and positive use random views."""
         import torch
 
-        from .losses import DEFAULT_MARGIN, LOSSES
+        from lookalike.train.losses import DEFAULT_MARGIN, LOSSES
 
         cfg, tr = self.cfg, self.train
         views = cfg.views if grad else 1
@@ -266,12 +266,12 @@ class Trainer:
         self.rng.bit_generator.state = state["rng"]
 
     def _write_model(self) -> dict[str, Any]:
-        from .model import save_model
-        from .network import full_state_dict
+        from lookalike.train.model import save_model
+        from lookalike.train.network import full_state_dict
 
         white = None
         if self.cfg.whiten:
-            from .whiten import LearnedWhitening, learn_whitening, positive_pairs
+            from lookalike.train.whiten import LearnedWhitening, learn_whitening, positive_pairs
 
             self.tail.eval()
             d = describe(self.tail, self.train.maps[0]).numpy()

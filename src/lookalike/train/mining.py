@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..index.flat import FlatStore
+from lookalike.store.flat import FlatStore
 
 
 def mine_tuples(desc: np.ndarray, labels: np.ndarray, queries: np.ndarray, n_neg: int,

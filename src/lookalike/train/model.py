@@ -14,49 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FORMAT = "lookalike-model/1"
-
-
-@dataclass
-class ModelSpec:
-    """What ``model.json`` says, with paths made absolute."""
-
-    folder: Path
-    backbone: str
-    weights: Path
-    p: float
-    max_side: int
-    whitening: Path | None
-    info: dict[str, Any]
-
-    def extractor_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``DeepExtractor`` that reproduce the trained descriptor."""
-        return dict(backbone=self.backbone, aggregator="gem", max_side=self.max_side,
-                    weights=str(self.weights), p=round(self.p, 4))
-
-    def post_steps(self) -> list[Any]:
-        """Post-processing steps of the model (the learned whitening when there is one)."""
-        if self.whitening is None:
-            return []
-        from .whiten import LearnedWhitening
-
-        return [LearnedWhitening().load(self.whitening.parent)]
-
-
-def load_model(path: str | Path) -> ModelSpec:
-    """The model in folder ``path`` (or its ``model.json``)."""
-    path = Path(path)
-    folder = path.parent if path.is_file() else path
-    meta_file = folder / "model.json"
-    if not meta_file.exists():
-        raise FileNotFoundError(f"{path}: not a trained model (no model.json); make one with `lookalike train`")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_file}: unknown format {meta.get('format')!r}")
-    folder = folder.resolve()
-    white = folder / meta["whitening"] if meta.get("whitening") else None
-    return ModelSpec(folder, meta["backbone"], folder / meta["weights"], float(meta["p"]),
-                     int(meta["max_side"]), white, meta)
+from lookalike.pipelines.models import FORMAT, ModelSpec, load_model  # noqa: F401  (the reading side)
 
 
 def save_model(folder: Path, backbone: str, state_dict: dict, p: float, max_side: int,

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import cache_dir
-from ..features.backbone import TorchBackbone, load_torch_backbone
+from lookalike.config import cache_dir
+from lookalike.features.backbone import TorchBackbone, load_torch_backbone
 
 
 class Trunk(nn.Module):

@@ -15,8 +15,9 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from ..config import cache_dir
-from ..features.deep import load_rgb, resize_max_side
+from lookalike.config import cache_dir
+from lookalike.features.deep import resize_max_side
+from lookalike.io import load_image
 
 AUG_VERSION = 2
 
@@ -39,7 +40,7 @@ def augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def make_view(path: Path, view: int, max_side: int, seed: int) -> np.ndarray:
     """The RGB input of one view of one image (view 0: no augmentation)."""
-    rgb = load_rgb(path)
+    rgb = load_image(path)
     if view > 0:  # seeded by the image's folder and name, so a moved dataset gets the same views
         where = f"{Path(path).parent.name}/{Path(path).name}"
         digest = hashlib.sha1(f"{seed}|{where}|{view}".encode()).digest()

@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..features.aggregators import l2n
-from ..postprocess import Step
+from lookalike.postprocess import LearnedWhitening  # noqa: F401  (the step this module's Lw fills)
 
 
 def learn_whitening(x: np.ndarray, qi: np.ndarray, pi: np.ndarray, eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
@@ -39,35 +38,3 @@ def positive_pairs(labels: np.ndarray, per_image: int, rng: np.random.Generator)
                 qi.append(i)
                 pi.append(j)
     return np.array(qi, np.int64), np.array(pi, np.int64)
-
-
-class LearnedWhitening(Step):
-    """Post-processing step applying a learned whitening: (x − mean) · P, then L2."""
-
-    name = "lw"
-    FILE = "whiten.npz"
-
-    def __init__(self, mean: np.ndarray | None = None, proj: np.ndarray | None = None) -> None:
-        self.mean, self.proj = mean, proj
-
-    @property
-    def fitted(self) -> bool:  # type: ignore[override]
-        return self.proj is not None
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        if self.proj is None or self.mean is None:
-            raise RuntimeError("learned whitening is not loaded")
-        return l2n((np.asarray(x, np.float32) - self.mean) @ self.proj)
-
-    def save(self, directory: Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        np.savez(directory / self.FILE, mean=self.mean, proj=self.proj)
-
-    def load(self, directory: Path) -> "LearnedWhitening":
-        with np.load(Path(directory) / self.FILE) as z:
-            self.mean, self.proj = z["mean"], z["proj"]
-        return self
-
-    def config(self) -> dict[str, Any]:
-        return {"step": self.name, "dim": None if self.proj is None else int(self.proj.shape[1])}

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from ...registry import Registry
+from lookalike.registry import Registry
 
 
 @dataclass
@@ -26,15 +26,10 @@ Aggregator = Callable[..., np.ndarray]  # pool(fmap (B,C,H,W), ctx, **params) ->
 AGGREGATORS: Registry[Aggregator] = Registry("aggregator")
 
 
-def l2n(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarray:
-    """Rows (or the given axis) scaled to unit L2 norm; zero rows stay zero."""
-    x = np.asarray(x)
-    return (x / (np.linalg.norm(x, axis=axis, keepdims=True) + eps)).astype(np.float32)
-
 
 def weighted_sum(fmap: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Sum over positions of ``fmap`` (B, C, H, W) weighted by ``weights`` (B, H, W) -> (B, C)."""
     return np.einsum("bchw,bhw->bc", fmap.astype(np.float32), weights.astype(np.float32))
 
 
-from . import cam, crow, fc, gem, mac, pwa, rmac, scda, spoc  # noqa: E402,F401  (each registers itself)
+from lookalike.features.aggregators import cam, crow, fc, gem, mac, pwa, rmac, scda, spoc  # noqa: E402,F401  (each registers itself)

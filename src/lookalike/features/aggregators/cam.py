@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import AGGREGATORS, PoolContext, l2n, weighted_sum
+from lookalike.features.aggregators import AGGREGATORS, PoolContext, weighted_sum
+from lookalike.vectors import l2n
 
 
 def class_maps(fmap: np.ndarray, fc_weight: np.ndarray, classes: np.ndarray) -> np.ndarray:

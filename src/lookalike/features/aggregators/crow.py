@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import AGGREGATORS, PoolContext, weighted_sum
+from lookalike.features.aggregators import AGGREGATORS, PoolContext, weighted_sum
 
 
 def crow_spatial(fmap: np.ndarray, a: float = 2.0, b: float = 2.0) -> np.ndarray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import AGGREGATORS, PoolContext
+from lookalike.features.aggregators import AGGREGATORS, PoolContext
 
 
 @AGGREGATORS.register("gem")

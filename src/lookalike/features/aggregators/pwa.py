@@ -13,7 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from . import AGGREGATORS, PoolContext, l2n, weighted_sum
+from lookalike.features.aggregators import AGGREGATORS, PoolContext, weighted_sum
+from lookalike.vectors import l2n
 
 # The 32 channels of EfficientNet-Lite2's last conv map whose GeM-pooled response (max side 352)
 # varies most over the 1000 Flickr8k images (a collection independent of the benchmarks).

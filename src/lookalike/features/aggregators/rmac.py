@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from . import AGGREGATORS, PoolContext, l2n
+from lookalike.features.aggregators import AGGREGATORS, PoolContext
+from lookalike.vectors import l2n
 
 
 def rmac_regions(h: int, w: int, levels: int = 3, overlap: float = 0.4) -> list[tuple[int, int, int, int]]:

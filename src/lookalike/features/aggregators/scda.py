@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from . import AGGREGATORS, PoolContext
+from lookalike.features.aggregators import AGGREGATORS, PoolContext
 
 
 def scda_mask(fmap: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import AGGREGATORS, PoolContext, weighted_sum
+from lookalike.features.aggregators import AGGREGATORS, PoolContext, weighted_sum
 
 
 def centre_prior(h: int, w: int) -> np.ndarray:

@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .keypoints import LocalFeatures
-from .vocab import Vocabulary
+from lookalike.features.local.keypoints import LocalFeatures
+from lookalike.features.local.vocab import Vocabulary
 
 FILENAME = "bow_index.npz"
 

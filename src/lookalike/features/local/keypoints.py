@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from ...registry import Registry
+from lookalike.registry import Registry
 
 ROOTSIFT_SCALE = 512.0  # RootSIFT components lie in [0, 1] and rarely exceed 0.5: x*512 fits uint8
 

@@ -1,6 +1,6 @@
 """Local-feature pipelines as ordinary ``Pipeline`` parts: an extractor that encodes each image's
-visual words and Hamming codes into one fixed-length float32 row, and a ``BowStore`` that keeps
-those rows in a ``BowIndex`` (inverted file) and answers ``search`` like any vector store.
+visual words and Hamming codes into one fixed-length float32 row (``store.bow.BowStore`` keeps
+those rows in an inverted file and answers ``search`` like any vector store).
 
 Row layout (``1 + 6 * max_kpts`` floats): the keypoint count, then per keypoint its word, its
 64-bit HE code as four exact 16-bit integers, and its orientation bin and log-scale (for weak
@@ -16,11 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...config import cache_dir
-from ...index.base import VectorStore, as_ids
-from .bow import BowIndex, BowParams
-from .keypoints import Detector, LocalFeatures, make_detector
-from .vocab import Vocabulary
+from lookalike.config import cache_dir
+from lookalike.features.base import Extractor
+from lookalike.features.local.bow import BowIndex
+from lookalike.features.local.keypoints import Detector, LocalFeatures, make_detector
+from lookalike.features.local.vocab import Vocabulary
 
 VOCAB_FILE = "vocabulary.npz"
 
@@ -52,7 +52,7 @@ def decode_row(row: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return words, sigs, geo
 
 
-class BowExtractor:
+class BowExtractor(Extractor):
     """Local features -> (word, HE code) per keypoint, as one row; needs a vocabulary (``fit``)."""
 
     metric = "ip"
@@ -82,7 +82,7 @@ class BowExtractor:
 
     def fit_folder(self, folder: Path) -> None:
         """Fit on a folder's (or benchmark dataset's) images, cached by folder and settings."""
-        from ...io import is_image_name, load_image
+        from lookalike.io import is_image_name, load_image
 
         folder = Path(folder)
         key = hashlib.sha1(f"{folder.resolve()}|{json.dumps(self.config(), sort_keys=True)}".encode()).hexdigest()[:16]
@@ -120,74 +120,3 @@ class BowExtractor:
     def load(self, directory: Path) -> None:
         if (Path(directory) / VOCAB_FILE).exists():
             self.vocab = Vocabulary.load(Path(directory), VOCAB_FILE)
-
-
-class _Vocab:
-    """Stand-in vocabulary for a ``BowIndex`` fed with encoded rows (only ``k`` and ``he_bits``)."""
-
-    def __init__(self, k: int, he_bits: int) -> None:
-        self.k, self.he_bits = k, he_bits
-
-
-class BowStore(VectorStore):
-    """A ``VectorStore`` over encoded rows: an inverted file scored with tf-idf, HE and burstiness."""
-
-    metric = "ip"
-
-    def __init__(self, dim: int, k: int, he_bits: int, params: BowParams | None = None) -> None:
-        self.dim, self.k, self.he_bits = dim, k, he_bits
-        self.index = BowIndex(_Vocab(k, he_bits), params or BowParams(ma=1, wgc=True))  # type: ignore[arg-type]
-        self._rows: dict[int, np.ndarray] = {}
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = as_ids(ids)
-        for i, row in zip(ids.tolist(), np.atleast_2d(vectors)):
-            w, s, g = decode_row(row)
-            if i in self.index._words:
-                raise ValueError(f"id {i} is already in the store")
-            self.index._words[i], self.index._sigs[i], self.index._geo[i] = w, s, g
-            self._rows[i] = np.asarray(row, np.float32)
-        self.index._built = None
-
-    def remove(self, ids: np.ndarray) -> int:
-        ids = as_ids(ids).tolist()
-        for i in ids:
-            self._rows.pop(i, None)
-        return self.index.remove(ids)
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        k = max(1, int(k))
-        rows = np.atleast_2d(queries)
-        s_out = np.full((len(rows), k), -np.inf, np.float32)
-        i_out = np.full((len(rows), k), -1, np.int64)
-        for r, row in enumerate(rows):
-            ids, s = self.index.scores_encoded(*decode_row(row))
-            order = np.argsort(-s, kind="stable")[:k]
-            s_out[r, :len(order)], i_out[r, :len(order)] = s[order], ids[order]
-        return s_out, i_out
-
-    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        return np.stack([self._rows[i] for i in as_ids(ids).tolist()]) if len(ids) else \
-            np.zeros((0, self.dim), np.float32)
-
-    def ids(self) -> np.ndarray:
-        return self.index.ids()
-
-    def save(self, path: Path) -> None:
-        path = Path(path)
-        ids = np.array(sorted(self._rows), np.int64)
-        rows = self.reconstruct(ids)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, ids=ids, rows=rows, meta=np.array([self.dim, self.k, self.he_bits]))
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: Path) -> "BowStore":
-        with np.load(Path(path), allow_pickle=False) as z:
-            dim, k, bits = (int(v) for v in z["meta"])
-            store = cls(dim, k, bits)
-            store.add(z["ids"], z["rows"])
-        return store
-
-    def __len__(self) -> int:
-        return len(self._rows)

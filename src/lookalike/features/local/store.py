@@ -1,4 +1,8 @@
-"""``LocalFeatureStore``: keypoints and descriptors per image id, in one SQLite file of an index dir."""
+"""``LocalFeatureStore``: keypoints and descriptors per image id, in a SQLite table.
+
+An index keeps the table in its catalog (so features change in the same transaction as the
+images they belong to); alone, the store is one SQLite file.
+"""
 from __future__ import annotations
 
 import sqlite3
@@ -7,7 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .keypoints import LocalFeatures
+from lookalike.features.local.keypoints import LocalFeatures
 
 FILENAME = "local_features.sqlite"
 
@@ -24,15 +28,28 @@ CREATE TABLE IF NOT EXISTS local_features (
 class LocalFeatureStore:
     """Add, remove and fetch ``LocalFeatures`` by int64 id; ``path`` is a directory or a file."""
 
-    def __init__(self, path: Path | str) -> None:
-        p = Path(path)
-        if p.suffix != ".sqlite":
-            p.mkdir(parents=True, exist_ok=True)
-            p = p / FILENAME
-        self.path = p
-        self._db = sqlite3.connect(str(p), check_same_thread=False)
-        self._db.execute(_SCHEMA)
-        self._db.commit()
+    def __init__(self, path: Path | str | sqlite3.Connection, readonly: bool = False) -> None:
+        """``path``: a directory, a ``.sqlite`` file, or an open connection (whose transactions
+        the caller runs: writes then join them)."""
+        self.readonly = readonly
+        if isinstance(path, sqlite3.Connection):
+            self.path, self._db, self._owned = None, path, False
+        else:
+            p = Path(path)
+            if p.suffix != ".sqlite":
+                p.mkdir(parents=True, exist_ok=True)
+                p = p / FILENAME
+            self.path, self._owned = p, True
+            uri = f"file:{p}?mode=ro" if readonly else f"file:{p}"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        if not readonly:
+            self._db.execute(_SCHEMA)
+            if self._owned:
+                self._db.commit()
+
+    def _write(self):
+        """A transaction of our own, or none when the caller's connection runs one."""
+        return self._db if self._owned else _Joined()
 
     def add(self, ids: Iterable[int], feats: Iterable[LocalFeatures]) -> None:
         """Insert (or replace) the features of these ids in one transaction."""
@@ -42,12 +59,12 @@ class LocalFeatureStore:
             d = np.ascontiguousarray(f.desc)
             rows.append((int(i), f.kind, int(f.image_size[0]), int(f.image_size[1]), len(kp),
                          int(d.shape[1]) if d.ndim == 2 else 0, d.dtype.str, kp.tobytes(), d.tobytes()))
-        with self._db:
+        with self._write():
             self._db.executemany("INSERT OR REPLACE INTO local_features VALUES (?,?,?,?,?,?,?,?,?)", rows)
 
     def remove(self, ids: Iterable[int]) -> int:
         ids = [(int(i),) for i in ids]
-        with self._db:
+        with self._write():
             before = len(self)
             self._db.executemany("DELETE FROM local_features WHERE id = ?", ids)
             return before - len(self)
@@ -79,7 +96,16 @@ class LocalFeatureStore:
         return int(self._db.execute("SELECT COUNT(*) FROM local_features").fetchone()[0])
 
     def close(self) -> None:
-        self._db.close()
+        if self._owned:
+            self._db.close()
+
+
+class _Joined:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _decode(row: tuple) -> LocalFeatures:

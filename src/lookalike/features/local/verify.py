@@ -10,7 +10,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .keypoints import LocalFeatures
+from lookalike.features.local.keypoints import LocalFeatures
 
 
 @dataclass

@@ -10,8 +10,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .keypoints import Detector, LocalFeatures, make_detector
-from .vocab import Vocabulary
+from lookalike.features.base import Extractor
+from lookalike.features.local.keypoints import Detector, LocalFeatures, make_detector
+from lookalike.features.local.vocab import Vocabulary
 
 PCA_FILE = "vlad_pca.npz"
 
@@ -29,7 +30,7 @@ def vlad(x: np.ndarray, vocab: Vocabulary, alpha: float = 0.5) -> np.ndarray:
     return (v / (np.linalg.norm(v) + 1e-12)).astype(np.float32)
 
 
-class VladExtractor:
+class VladExtractor(Extractor):
     """An ``Extractor`` (``name``, ``dim``, ``metric``, ``describe``) over a local detector."""
 
     metric = "ip"

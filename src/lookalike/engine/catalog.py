@@ -2,7 +2,11 @@
 
 SQLite is the source of truth (transactions make a killed run safe); the vector store is a
 search structure rebuilt or repaired from it when they disagree. WAL mode lets searches read while
-an indexing run writes.
+an indexing run writes. Every write transaction moves the ``generation`` on by one, so a reader
+can tell cheaply whether anything changed.
+
+A read-only catalog never writes: it opens the file with ``mode=ro`` (and, when no writer has a
+write-ahead log open, as ``immutable``, so that SQLite does not even create its ``-shm`` file).
 """
 from __future__ import annotations
 
@@ -56,6 +60,7 @@ class Catalog:
         self.path = Path(path)
         self._local = threading.local()
         self.readonly = readonly
+        self._immutable = readonly and not Path(str(self.path) + "-wal").exists()
         if not readonly:
             self.db.executescript(SCHEMA)
 
@@ -64,7 +69,8 @@ class Catalog:
     def db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            uri = f"file:{self.path}?mode=ro" if self.readonly else f"file:{self.path}"
+            uri = (f"file:{self.path}?mode=ro" + ("&immutable=1" if self._immutable else "")
+                   if self.readonly else f"file:{self.path}")
             conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None,
                                    check_same_thread=False)
             if not self.readonly:
@@ -75,7 +81,28 @@ class Catalog:
         return conn
 
     def tx(self) -> "_Tx":
+        """One write transaction; it moves the generation on when it commits."""
+        if self.readonly:
+            raise RuntimeError("write transaction on a read-only catalog")  # a bug in the caller
         return _Tx(self.db)
+
+    def generation(self) -> int:
+        """How many write transactions the catalog has seen (0 for a catalog of version 0.2)."""
+        row = self.db.execute("SELECT value FROM settings WHERE key='generation'").fetchone()
+        return int(row[0]) if row else 0  # stored as an integer (or the JSON text '1')
+
+    def newest_added(self) -> float:
+        return float(self.db.execute("SELECT COALESCE(MAX(added), 0) FROM images").fetchone()[0])
+
+    def added_since(self, when: float) -> list[int]:
+        """Ids of indexed rows written at or after ``when`` (re-described or new)."""
+        return [r[0] for r in self.db.execute("SELECT id FROM images WHERE status='ok' AND added >= ?", (when,))]
+
+    def by_hash(self, digest: str) -> tuple[int, np.ndarray] | None:
+        """(id, raw vector) of an indexed image with this content hash, if there is one."""
+        row = self.db.execute("SELECT id, vector FROM images WHERE hash=? AND status='ok' AND vector IS NOT NULL "
+                              "LIMIT 1", (digest,)).fetchone()
+        return (int(row[0]), np.frombuffer(row[1], np.float32).copy()) if row else None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -88,9 +115,13 @@ class Catalog:
         row = self.db.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
-    def set_setting(self, key: str, value: Any) -> None:
-        with self.tx() as db:
+    def set_setting(self, key: str, value: Any, db: sqlite3.Connection | None = None) -> None:
+        """Set ``key`` (inside transaction ``db``, or in one of its own)."""
+        if db is not None:
             db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+            return
+        with self.tx() as own:
+            own.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     # -- images ------------------------------------------------------------------------------
     def by_path(self, path: str) -> ImageRow | None:
@@ -116,11 +147,6 @@ class Catalog:
                     chunk):
                 out[row[0]] = ImageRow(*row)
         return out
-
-    def vector_by_hash(self, digest: str) -> np.ndarray | None:
-        row = self.db.execute("SELECT vector FROM images WHERE hash=? AND status='ok' AND vector IS NOT NULL LIMIT 1",
-                              (digest,)).fetchone()
-        return np.frombuffer(row[0], np.float32).copy() if row else None
 
     def put_ok(self, db: sqlite3.Connection, path: str, size: int, mtime: float, digest: str,
                width: int, height: int, vector: np.ndarray) -> int:
@@ -176,12 +202,18 @@ class Catalog:
         return out
 
     def paths_under(self, roots: Iterable[str]) -> list[tuple[int, str]]:
-        out = []
+        """(id, path) of every row at or under the roots, each once (roots may nest)."""
+        out: dict[int, str] = {}
         for root in roots:
-            root = root.rstrip("/")
-            out += self.db.execute("SELECT id, path FROM images WHERE path=? OR path LIKE ? ESCAPE '\\'",
-                                   (root, _like_prefix(root + "/"))).fetchall()
-        return out
+            root = root.rstrip("/") or "/"
+            prefix = root if root.endswith("/") else root + "/"
+            for i, p in self.db.execute("SELECT id, path FROM images WHERE path=? OR path LIKE ? ESCAPE '\\'",
+                                        (root, _like_prefix(prefix))):
+                out[int(i)] = p
+        return sorted(out.items())
+
+    def paths(self, ids: Iterable[int]) -> dict[int, str]:
+        return {i: r.path for i, r in self.rows(ids).items()}
 
     def counts(self) -> dict[str, int]:
         c = dict(self.db.execute("SELECT status, COUNT(*) FROM images GROUP BY status").fetchall())
@@ -207,4 +239,9 @@ class _Tx:
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type:
+            self.conn.execute("ROLLBACK")
+            return
+        self.conn.execute("INSERT INTO settings(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
+                          "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+        self.conn.execute("COMMIT")

@@ -1,4 +1,4 @@
-"""Registers the deep global-descriptor pipelines: ``default``, one per aggregation, two fusions,
+"""The deep global-descriptor pipelines (``factories()``): ``default``, one per aggregation, two fusions,
 and whitened forms.
 
 ``default``: ``fusion-rmac-gem`` whitened by the whitening that ships with lookalike (learned once
@@ -22,9 +22,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..pipeline import PIPELINES, Pipeline, deep_options, extraction_overrides
-from ..postprocess import Fusion, PartsWhitening, PCAWhitening
-from .deep import DeepExtractor
+from lookalike.features.fusion import Fusion
+from lookalike.pipelines.options import deep_options, extraction_overrides
+from lookalike.pipelines.pipeline import Pipeline
+from lookalike.postprocess import PartsWhitening, PCAWhitening
+from lookalike.errors import NotFoundError
+from lookalike.features.deep import DeepExtractor
 
 # Backbone passes shared by every deep pipeline here (see bench/results_global.md).
 DEEP_BASE: dict[str, Any] = dict(backbone="efficientnet-lite2", max_side=352, scales=(1.0,), flip=False)
@@ -51,19 +54,6 @@ def deep_extractor(aggregation: str, **overrides: Any) -> DeepExtractor:
     return DeepExtractor(aggregator=agg, **{**DEEP_BASE, **params, **overrides})
 
 
-class DeepPipeline(Pipeline):
-    """A pipeline whose post-processing may still be unfitted: before the fit, ``prepare`` gives
-    zero vectors of the final dimension (so an empty store can be sized), never wrong vectors."""
-
-    def prepare(self, raw: np.ndarray) -> np.ndarray:
-        if self.needs_fit:
-            x = np.asarray(raw, np.float32)
-            for p in self.post:
-                x = p.unfitted_output(x) if not getattr(p, "fitted", True) else p.apply(x)
-            return x
-        return super().prepare(raw)
-
-
 def _post(whiten: bool) -> list[Any]:
     return [PCAWhitening(**WHITEN)] if whiten else []
 
@@ -83,7 +73,7 @@ def _single(name: str, whiten: bool) -> Callable[..., Pipeline]:
         if model and name == "gem" and not whiten:
             return fine_tuned(name, model, options)
         ex = deep_extractor(name, **extraction_overrides(options))
-        return DeepPipeline(name + ("-pcaw" if whiten else ""), ex, post=_post(whiten),
+        return Pipeline(name + ("-pcaw" if whiten else ""), ex, post=_post(whiten),
                         description=f"EfficientNet-Lite2, {what}" + (", PCA-whitened" if whiten else ""))
 
     factory.__doc__ = f"Deep global descriptor: {what}" + ("; learned PCA-whitening." if whiten else ".")
@@ -94,7 +84,7 @@ def _fusion(whiten: bool) -> Callable[..., Pipeline]:
     def factory(**options: Any) -> Pipeline:
         over = extraction_overrides(options)
         ex = Fusion(deep_extractor("gem", **over), deep_extractor("crow", **over))
-        return DeepPipeline("fusion-gem-crow" + ("-pcaw" if whiten else ""), ex, post=_post(whiten),
+        return Pipeline("fusion-gem-crow" + ("-pcaw" if whiten else ""), ex, post=_post(whiten),
                         description="GeM and CroW from one backbone pass, concatenated"
                         + (", PCA-whitened" if whiten else ""))
 
@@ -123,7 +113,7 @@ def parts_whitening(ex: Fusion) -> PartsWhitening:
 def _fusion_rmac_gem(whiten: bool) -> Callable[..., Pipeline]:
     def factory(**options: Any) -> Pipeline:
         ex = rmac_gem(options)
-        return DeepPipeline("fusion-rmac-gem" + ("-pcaw" if whiten else ""), ex,
+        return Pipeline("fusion-rmac-gem" + ("-pcaw" if whiten else ""), ex,
                             post=[parts_whitening(ex)] if whiten else [],
                             description="R-MAC and GeM at scales 1 and sqrt(2), concatenated"
                             + (", each part PCA-whitened" if whiten else ""))
@@ -142,7 +132,7 @@ SHIPPED_WHITENING = Path(__file__).with_name("data") / "default-whitening"
 def _shipped(parts: tuple[int, ...]) -> PartsWhitening:
     white = PartsWhitening(parts, **PARTS_WHITEN)
     if not (SHIPPED_WHITENING / white.FILE).exists():
-        raise FileNotFoundError(f"{SHIPPED_WHITENING / white.FILE} is missing: reinstall lookalike, "
+        raise NotFoundError(f"{SHIPPED_WHITENING / white.FILE} is missing: reinstall lookalike, "
                                 "or run scripts/fit_default_whitening.py")
     white.load(SHIPPED_WHITENING)
     if [w.proj.shape[0] for w in white.whitenings] != list(parts):
@@ -161,7 +151,6 @@ def shipped_whitening(ex: Fusion) -> PartsWhitening:
     return white
 
 
-@PIPELINES.register("default")
 def _default(model: str | None = None, fit_on: str | None = None, **options: Any) -> Pipeline:
     """R-MAC + GeM at two scales, each part whitened by the shipped whitening (``model=``: fine-tuned GeM)."""
     if model:
@@ -169,14 +158,18 @@ def _default(model: str | None = None, fit_on: str | None = None, **options: Any
     ex = rmac_gem(options)
     # ``fit_on`` (lookalike eval --fit-on): learn the whitening on that set instead of the shipped one
     white = parts_whitening(ex) if fit_on else shipped_whitening(ex)
-    return DeepPipeline("default", ex, post=[white],
+    return Pipeline("default", ex, post=[white],
                         description="EfficientNet-Lite2, R-MAC and GeM at scales 1 and sqrt(2) of a 352 long "
                                     "side, each part PCA-whitened (shipped whitening), concatenated; cosine")
 
 
-for _name in AGGREGATIONS:
-    for _w in (False, True):
-        PIPELINES.register(_name + ("-pcaw" if _w else ""))(_single(_name, _w))
-for _w in (False, True):
-    PIPELINES.register("fusion-gem-crow" + ("-pcaw" if _w else ""))(_fusion(_w))
-    PIPELINES.register("fusion-rmac-gem" + ("-pcaw" if _w else ""))(_fusion_rmac_gem(_w))
+def factories() -> dict[str, Callable[..., Pipeline]]:
+    """Every deep pipeline by name: ``default``, one per aggregation, the fusions, their ``-pcaw`` forms."""
+    out: dict[str, Callable[..., Pipeline]] = {"default": _default}
+    for name in AGGREGATIONS:
+        for whiten in (False, True):
+            out[name + ("-pcaw" if whiten else "")] = _single(name, whiten)
+    for whiten in (False, True):
+        out["fusion-gem-crow" + ("-pcaw" if whiten else "")] = _fusion(whiten)
+        out["fusion-rmac-gem" + ("-pcaw" if whiten else "")] = _fusion_rmac_gem(whiten)
+    return out

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import VectorStore, as_ids, as_vectors
-from .rows import top_k
+from lookalike.store.base import VectorStore, as_ids, as_vectors
+from lookalike.store.rows import top_k
 
 _STRONG = "Strong"
 _MAX_TOPK = 16384  # Milvus's limit on limit (and offset + limit)

@@ -13,11 +13,14 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from .io import ImageError, decode, MAX_FILE_BYTES
+from lookalike.errors import BadInputError
+from lookalike.io import ImageError, decode, read_file
+from lookalike.pipelines import PipelineDoc, build
 
 
 @dataclass
@@ -33,6 +36,7 @@ class Result:
     vector: np.ndarray | None = None
     error: str | None = None
     extra: dict[str, Any] | None = None  # e.g. logits for automatic tags
+    same_as: int | None = None  # the indexed image whose vector was reused (same content)
 
 
 @dataclass
@@ -51,16 +55,12 @@ def read_one(path: str, max_side: int | None = None) -> Loaded:
     try:
         st = os.stat(path)
         size, mtime = st.st_size, st.st_mtime
-        if st.st_size == 0:
-            return Loaded(path, size, mtime, None, None, "empty file (0 bytes)")
-        if st.st_size > MAX_FILE_BYTES:
-            return Loaded(path, size, mtime, None, None, f"file too large ({st.st_size} bytes)")
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return Loaded(path, size, mtime, None, None, "file not found")
-    except OSError as e:
-        return Loaded(path, size, mtime, None, None, f"cannot read file ({e.strerror or e})")
+    except OSError:
+        pass  # read_file gives the reason
+    try:
+        data = read_file(path)
+    except ImageError as e:
+        return Loaded(path, size, mtime, None, None, e.reason)
     digest = hashlib.sha1(data).hexdigest()
     try:
         return Loaded(path, size, mtime, digest, decode(data, path, max_side=max_side), None)
@@ -68,48 +68,57 @@ def read_one(path: str, max_side: int | None = None) -> Loaded:
         return Loaded(path, size, mtime, digest, None, e.reason)
 
 
+def describer_key(doc: PipelineDoc) -> str:
+    """What a worker needs to build the describing part of a pipeline: its base and options
+    (re-rank steps do not change what is described)."""
+    return json.dumps(PipelineDoc(doc.base, dict(doc.options)).to_dict(), sort_keys=True)
+
+
 @lru_cache(maxsize=4)
-def _pipeline(spec: str, options_json: str, state_dir: str | None):
-    from .pipeline import build
-
-    pipe = build(spec, **json.loads(options_json))
+def _pipeline(key: str, state_dir: str | None, state_version: str | None = None):
+    pipe = build(PipelineDoc.from_dict(json.loads(key)))
     if state_dir:
-        from pathlib import Path
-
-        pipe.load_state(Path(state_dir))
+        pipe.load_state(Path(state_dir), steps=False)
     return pipe
 
 
-def process_batch(spec: str, options_json: str, state_dir: str | None, paths: list[str],
-                  read_threads: int = 2) -> list[Result]:
-    """Read and describe ``paths`` with the pipeline named by ``spec`` (built once per process)."""
-    pipe = _pipeline(spec, options_json, state_dir)
-    max_side = getattr(pipe.extractor, "max_side", None)
+Known = Callable[[str], "tuple[int, np.ndarray] | None"]  # content hash -> (id, raw vector) already described
+
+
+def process_batch(key: str, state_dir: str | None, paths: list[str], read_threads: int = 2,
+                  known: Known | None = None, state_version: str | None = None) -> list[Result]:
+    """Read and describe ``paths`` with the pipeline ``key`` names (``describer_key``; built once
+    per process). A file whose content hash ``known`` recognises is not described again: its
+    vector is reused (``Result.same_as`` names the image it came from)."""
+    pipe = _pipeline(key, state_dir, state_version)
+    max_side = pipe.extractor.max_side
     decode_side = 2 * max_side if max_side else None  # cheap JPEG draft decode, exact resize later
     with ThreadPoolExecutor(read_threads) as pool:
         loaded = list(pool.map(lambda p: read_one(p, decode_side), paths))
-    ok = [x for x in loaded if x.image is not None]
     out: dict[str, Result] = {}
+    ok = []
+    for x in loaded:
+        hit = known(x.digest) if (known is not None and x.image is not None and x.digest) else None
+        if hit is not None:
+            out[x.path] = Result(x.path, x.size, x.mtime, x.digest, x.image.shape[1], x.image.shape[0],
+                                 hit[1], same_as=hit[0])
+        elif x.image is not None:
+            ok.append(x)
     if ok:
         images = [x.image for x in ok]
-        extra_logits = None
         try:
-            describe_with_logits = getattr(pipe.extractor, "describe_with_logits", None)
-            if describe_with_logits is not None:
-                vecs, extra_logits = describe_with_logits(images)
-            else:
-                vecs = pipe.describe(images)
+            vecs, logits = pipe.extractor.describe_with_logits(images)
             for j, x in enumerate(ok):
                 out[x.path] = Result(x.path, x.size, x.mtime, x.digest, x.image.shape[1], x.image.shape[0],
                                      np.asarray(vecs[j], np.float32),
-                                     extra={"logits": extra_logits[j]} if extra_logits is not None else None)
+                                     extra={"logits": logits[j]} if logits is not None else None)
         except Exception as e:  # noqa: BLE001 - one bad batch must not stop the run: retry singly
             if len(ok) == 1:
                 x = ok[0]
                 out[x.path] = Result(x.path, x.size, x.mtime, x.digest, error=f"feature extraction failed ({e})")
             else:
                 for x in ok:
-                    out[x.path] = process_batch(spec, options_json, state_dir, [x.path], 1)[0]
+                    out[x.path] = process_batch(key, state_dir, [x.path], 1, None, state_version)[0]
     for x in loaded:
         if x.image is None:
             out[x.path] = Result(x.path, x.size, x.mtime, x.digest, error=x.error)
@@ -177,7 +186,7 @@ class DaskRunner:
 def make_runner(name: str = "local", scheduler: str | None = None, **kwargs: Any) -> Any:
     """A runner by name: ``local`` (threads) or ``dask`` (``scheduler`` address or a local cluster)."""
     if name not in RUNNERS:
-        raise ValueError(f"unknown runner {name!r} (known: {', '.join(sorted(RUNNERS))})")
+        raise BadInputError(f"unknown runner {name!r} (known: {', '.join(sorted(RUNNERS))})")
     if name == "dask":
         return DaskRunner(scheduler, **kwargs)
     return RUNNERS[name](**kwargs)

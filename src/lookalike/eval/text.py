@@ -14,14 +14,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..config import cache_dir
-from ..eval.dataset import Dataset
-from ..eval.metrics import ranked_relevance, summarise
-from ..pipeline import GEM_DEEP
-from ..runners import LocalRunner, process_batch
-from .bridge import BridgeConfig, TextBridge, class_probs
-from .classes import prompt_embeddings
-from .store import TextIndex
+from lookalike.config import cache_dir
+from lookalike.eval.dataset import Dataset
+from lookalike.eval.metrics import ranked_relevance, summarise
+from lookalike.pipelines import GEM_DEEP
+from lookalike.engine.runners import LocalRunner, describer_key, process_batch
+from lookalike.pipelines import PipelineDoc
+from lookalike.text.bridge import BridgeConfig, TextBridge, class_probs
+from lookalike.text.classes import prompt_embeddings
+from lookalike.text.store import TextIndex
 
 KEYS = ("mAP", "P@1", "P@10", "R@1", "R@5", "R@10", "queries", "images_per_s", "query_ms_p50")
 
@@ -40,7 +41,7 @@ def image_features(ds: Dataset, progress: Callable[[int, int], None] | None = No
     paths = [str(p) for p in ds.db_paths]
     batches = [paths[i:i + batch] for i in range(0, len(paths), batch)]
     done = 0
-    for results in LocalRunner().map(lambda b: process_batch("text", "{}", None, b), batches):
+    for results in LocalRunner().map(lambda b: process_batch(describer_key(PipelineDoc("text")), None, b), batches):
         for r in results:
             if r.vector is not None:
                 X[done] = r.vector
@@ -55,7 +56,7 @@ def image_features(ds: Dataset, progress: Callable[[int, int], None] | None = No
 
 def text_vectors(texts: list[str]) -> np.ndarray:
     """MiniLM embeddings of ``texts``, cached on disk."""
-    from .encoder import sentence_encoder
+    from lookalike.text.encoder import sentence_encoder
 
     key = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
     f = cache_dir() / "text" / f"captions-{key}.npy"

@@ -1,22 +1,22 @@
 """The ``sv`` re-rank step: spatial verification of the top of any pipeline's ranking.
 
 The query's local features come from the query context (its RGB image or path); the candidates'
-from the ``LocalFeatureStore`` in the index directory (filled at indexing time by a write hook,
-or lazily from the catalog's paths). Each of the top ``top_k`` candidates gets
-``score + weight * min(inliers, cap) / cap`` when it has at least ``min_inliers`` inliers.
+from the index (kept by its writer when the pipeline has ``sv``), or, for an index built without
+it, extracted from the candidates' files and kept in memory only (a search never writes). Each of
+the top ``top_k`` candidates gets ``score + weight * min(inliers, cap) / cap`` when it has at least
+``min_inliers`` inliers, so verified scores lie in [score, score + weight].
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ...index.base import VectorStore
-from ...rerank.base import RERANKERS, Reranker, merge_head
-from .keypoints import Detector, LocalFeatures, make_detector
-from .store import LocalFeatureStore
-from .verify import VerifyParams, verify
+from lookalike.store.base import VectorStore
+from lookalike.rerank.base import RERANKERS, Reranker, merge_head
+from lookalike.features.local.keypoints import Detector, LocalFeatures, make_detector
+from lookalike.errors import BadInputError, UnsupportedError
+from lookalike.features.local.verify import VerifyParams, verify
 
 # what the index stores per image for verification (query features must match these settings)
 INDEX_DETECTOR = dict(kind="sift", max_kpts=1000, min_side=650)
@@ -43,68 +43,63 @@ class SpatialVerification(Reranker):
         super().__init__(**params)
         self.detector: Detector = make_detector(**INDEX_DETECTOR)
         self.vparams = VerifyParams(max_kpts=int(self.params["verify_kpts"]), model=self.params["model"])
-        self._stores: dict[Path, LocalFeatureStore] = {}
-        self.features: dict[int, LocalFeatures] = {}  # in-memory features for use without an index dir
-
-    def feature_store(self, directory: Path) -> LocalFeatureStore:
-        """The ``LocalFeatureStore`` of an index directory (one open connection per directory)."""
-        d = Path(directory)
-        if d not in self._stores:
-            self._stores[d] = LocalFeatureStore(d)
-        return self._stores[d]
-
-    def _store(self, directory: Path | None) -> LocalFeatureStore | None:
-        return None if directory is None else self.feature_store(directory)
+        self.features: dict[int, LocalFeatures] = {}  # extracted at search time, in memory only
+        self.cache_size = 5000
 
     def query_features(self, context: Any) -> LocalFeatures:
-        given = getattr(context, "local_features", None)  # precomputed (benchmarks)
+        given = getattr(context, "query_features", None)  # precomputed (benchmarks)
         if given is not None:
             return given
         img = getattr(context, "image", None)
         if img is None:
             path = getattr(context, "path", None)
             if path is None:
-                raise ValueError("sv needs the query image (or its path) in the query context")
-            from ...io import load_image
+                raise BadInputError("sv needs the query image (or its path) in the query context")
+            from lookalike.io import load_image
 
             img = load_image(path)
         return self.detector.detect(img)
 
     def candidate_features(self, ids: Sequence[int], context: Any) -> list[LocalFeatures | None]:
-        """Features of ``ids``: from the index's ``LocalFeatureStore`` (or the in-memory
-        ``features``); missing ones are extracted from the catalog's paths and kept."""
-        store = self._store(getattr(context, "index_dir", None))
-        catalog = getattr(context, "catalog", None)
-        if store is None and catalog is None and not self.features:
-            raise NotImplementedError("sv needs local features of the database: search an index "
-                                      "(they are stored when it is built) or give a catalog")
-        feats = store.get_many(ids) if store is not None else [self.features.get(int(i)) for i in ids]
+        """Features of ``ids``: those the index keeps, else extracted from the files (kept in an
+        in-memory cache of ``cache_size`` images, never written to the index)."""
+        ids = [int(i) for i in ids]
+        lookup = getattr(context, "local_features", None)
+        feats = lookup(ids) if lookup is not None else [None] * len(ids)
         missing = [j for j, f in enumerate(feats) if f is None]
-        if not missing or catalog is None:
+        if not missing:
             return feats
-        from ...io import ImageError, load_image
-
-        new_ids, new_feats = [], []
         for j in missing:
-            row = catalog.get(int(ids[j]))
-            if row is None:
+            feats[j] = self.features.get(ids[j])
+        todo = [ids[j] for j, f in enumerate(feats) if f is None]
+        paths = getattr(context, "paths", None)
+        if not todo or paths is None:
+            if todo and lookup is None and not self.features:
+                raise UnsupportedError("sv needs local features of the database: search an index "
+                                       "(they are kept when it is built with sv) or give the paths")
+            return feats
+        from lookalike.io import ImageError, load_image
+
+        where = paths(todo)
+        for j, i in enumerate(ids):
+            if feats[j] is not None or i not in where:
                 continue
             try:
-                feats[j] = self.detector.detect(load_image(row.path))
+                feats[j] = self.detector.detect(load_image(where[i]))
             except ImageError:
                 continue
-            new_ids.append(int(ids[j]))
-            new_feats.append(feats[j])
-        if store is not None:
-            store.add(new_ids, new_feats)
-        else:
-            self.features.update(zip(new_ids, new_feats))
+            self._remember(i, feats[j])
         return feats
+
+    def _remember(self, image_id: int, feats: LocalFeatures) -> None:
+        self.features[image_id] = feats
+        while len(self.features) > self.cache_size:
+            self.features.pop(next(iter(self.features)))
 
     def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray, store: VectorStore,
                context: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if context is None:
-            raise NotImplementedError("sv needs a query context (the query image and an index)")
+            raise UnsupportedError("sv needs a query context (the query image and an index)")
         qf = self.query_features(context)
         p = self.params
         out_s, out_i = [], []

@@ -15,11 +15,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import faiss
 
-from .base import VectorStore
-from .flat import FlatStore
-from .hnsw import HNSWStore
-from .ivfpq import IVFPQStore
-from .rows import MANIFEST
+from lookalike.errors import BadInputError
+from lookalike.store.base import VectorStore
+from lookalike.store.flat import FlatStore
+from lookalike.store.hnsw import HNSWStore
+from lookalike.store.ivfpq import IVFPQStore
+from lookalike.store.rows import MANIFEST
 
 EXACT_UP_TO = 50_000           # below this, brute force is fast enough and exact
 DEFAULT_BUDGET_MB = 4096       # memory the store may use when no budget is given
@@ -98,7 +99,7 @@ def make_store(spec: str, dim: int, metric: str = "ip", n_expected: int | None =
     try:  # a FAISS factory string
         faiss.index_factory(dim, body, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
-        raise ValueError(f"unknown store spec {spec!r}: not auto/flat/hnsw/ivfpq/milvus://..., "
+        raise BadInputError(f"unknown store spec {spec!r}: not auto/flat/hnsw/ivfpq/milvus://..., "
                          f"nor a FAISS factory string ({e})") from None
     if body.startswith("HNSW") and "IVF" not in body:
         return HNSWStore(dim, metric, factory=body, **params)
@@ -106,7 +107,7 @@ def make_store(spec: str, dim: int, metric: str = "ip", n_expected: int | None =
 
 
 def _milvus(spec: str, dim: int, metric: str) -> VectorStore:
-    from .milvus import MilvusStore
+    from lookalike.store.milvus import MilvusStore
 
     u = urlsplit(spec)
     opts = dict(parse_qsl(u.query))
@@ -115,7 +116,7 @@ def _milvus(spec: str, dim: int, metric: str) -> VectorStore:
         collection = u.path.strip("/") or opts.get("collection", "lookalike")
         return MilvusStore(dim, metric, uri=f"http://{u.netloc}", collection=collection, token=token)
     if not u.path:
-        raise ValueError(f"milvus spec {spec!r} names neither a server nor a file")
+        raise BadInputError(f"milvus spec {spec!r} names neither a server nor a file")
     return MilvusStore(dim, metric, uri=u.path, collection=opts.get("collection", "lookalike"),
                        token=token)
 
@@ -127,9 +128,13 @@ def load_store(path: Path) -> VectorStore:
         kind = json.loads((path / MANIFEST).read_text())["kind"]
         return {"hnsw": HNSWStore, "ivfpq": IVFPQStore}[kind].load(path)
     with open(path, "rb") as f:
-        head = f.read(1)
-    if head == b"{":
-        from .milvus import MilvusStore
+        head = f.read(2)
+    if head[:1] == b"{":
+        from lookalike.store.milvus import MilvusStore
 
         return MilvusStore.load(path)
+    if head == b"PK":  # an .npz: the bag-of-words store
+        from lookalike.store.bow import BowStore
+
+        return BowStore.load(path)
     return FlatStore.load(path)

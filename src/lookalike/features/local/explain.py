@@ -6,13 +6,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .features.local.keypoints import make_detector
-from .features.local.verify import VerifyParams, verify_pair
+from lookalike.features.local.keypoints import make_detector
+from lookalike.features.local.verify import VerifyParams, verify_pair
 
 
 def _load(path: str | Path, max_side: int | None) -> np.ndarray:
     try:
-        from .io import load_image
+        from lookalike.io import load_image
     except ImportError:  # pragma: no cover - io.py not present
         from PIL import Image
 

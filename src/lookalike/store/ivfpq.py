@@ -30,8 +30,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .base import VectorStore, as_ids, as_vectors
-from .rows import RowMap, commit_folder, read_manifest, save_npy, top_k
+from lookalike.store.base import VectorStore, as_ids, as_vectors
+from lookalike.store.rows import RowMap, commit_folder, read_manifest, save_npy, top_k
 
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 

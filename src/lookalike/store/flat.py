@@ -7,7 +7,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .base import VectorStore, as_ids, as_vectors
+from lookalike.store.base import VectorStore, as_ids, as_vectors
 
 
 class FlatStore(VectorStore):
