@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-data
 DEMO_INDEX ?= demo-index
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test lint clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "needs $(PY) (set PY=...)"; exit 1; }
@@ -27,6 +27,10 @@ demo: $(STAMP)  ## index a sample collection (or DEMO_DIR=your/folder) and query
 
 test: $(STAMP)  ## run the test suite
 	$(BIN)/python -m pytest tests
+
+lint: $(STAMP)  ## the layer contracts (import-linter) and ruff
+	$(BIN)/lint-imports
+	$(BIN)/ruff check src tests bench scripts
 
 clean:
 	rm -rf $(DEMO_INDEX) $(DEMO_DIR)

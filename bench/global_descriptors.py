@@ -23,7 +23,8 @@ import numpy as np
 from lookalike.config import cache_dir
 from lookalike.eval.dataset import Dataset
 from lookalike.eval.metrics import average_precision, precision_at
-from lookalike.features.aggregators import AGGREGATORS, l2n
+from lookalike.features.aggregators import AGGREGATORS
+from lookalike.vectors import l2n
 from lookalike.features.deep import DeepExtractor
 from lookalike.pipelines.deep import WHITEN
 from lookalike.postprocess import PCAWhitening, Power

@@ -22,7 +22,7 @@ import numpy as np
 
 import gem_feats
 from lookalike.eval.dataset import Dataset
-from lookalike.features.aggregators import l2n
+from lookalike.vectors import l2n
 from lookalike.train.whiten import learn_whitening, positive_pairs
 
 

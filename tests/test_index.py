@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 
-import numpy as np
 import pytest
 from PIL import Image
 

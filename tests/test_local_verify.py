@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import skimage.data as skd
 
-from lookalike.features.local.keypoints import LocalFeatures, make_detector, quantise_rootsift, rootsift
+from lookalike.features.local.keypoints import make_detector, quantise_rootsift, rootsift
 from lookalike.features.local.store import LocalFeatureStore
 from lookalike.features.local.verify import VerifyParams, match, verify, verify_pair
 

@@ -7,14 +7,12 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 import lookalike
 from conftest import synthetic_photo
-from lookalike import api
 from lookalike.api import Index
 from lookalike.server import create_app
 from lookalike.engine.locks import RWLock

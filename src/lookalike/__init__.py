@@ -1,7 +1,7 @@
 """lookalike: content-based image retrieval — search a collection by image and by text."""
 from __future__ import annotations
 
-__version__ = "0.3.0"
+from lookalike.version import __version__
 
 
 def open(directory, pipeline=None, store=None, readonly=False, **options):  # noqa: A001 - lookalike.open, on purpose

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from lookalike.cli.app import app, console, fail, open_index, print_json
+from lookalike.cli.app import app, console, open_index, print_json
 
 
 @app.command("optimize")

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from lookalike.cli.app import app, console, fail
+from lookalike.cli.app import app, console
 
 
 @app.command("serve")

@@ -72,6 +72,7 @@ def tag_cmd(
                             found += bool(entries)
                             update(done, len(every))
                     console.print(f"text found in {found} of {len(every)} images")
+            ti.embed_missing()
             if train_bridge:
                 _, n = train(db, idx.catalog, idx.dir)
                 console.print(f"bridge trained on {n} texts")

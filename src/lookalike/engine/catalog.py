@@ -59,6 +59,8 @@ class Catalog:
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = Path(path)
         self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []  # every thread's connection, closed by close()
+        self._opened_lock = threading.Lock()
         self.readonly = readonly
         self._immutable = readonly and not Path(str(self.path) + "-wal").exists()
         if not readonly:
@@ -78,6 +80,8 @@ class Catalog:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
+            with self._opened_lock:
+                self._opened.append(conn)
         return conn
 
     def tx(self) -> "_Tx":
@@ -105,10 +109,15 @@ class Catalog:
         return (int(row[0]), np.frombuffer(row[1], np.float32).copy()) if row else None
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close every thread's connection (the last one closed checkpoints the write-ahead log)."""
+        with self._opened_lock:
+            conns, self._opened = self._opened, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.ProgrammingError:
+                pass
+        self._local = threading.local()
 
     # -- settings ----------------------------------------------------------------------------
     def get_setting(self, key: str, default: Any = None) -> Any:

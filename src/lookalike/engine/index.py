@@ -14,10 +14,9 @@ never during it. ``refresh`` follows what another process wrote.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, Callable, Iterable, Sequence
 
-from lookalike import __version__
+from lookalike.version import __version__
 from lookalike.engine.catalog import Catalog
 from lookalike.engine.folder import IndexFolder
 from lookalike.engine.locks import RWLock
@@ -201,6 +200,7 @@ class Index:
             store = stores.open(current)
             with self.lock.write():
                 self.pipeline, self.stores, self.store, self.generation = pipe, stores, store, generation
+                self.searcher.forget()
             return True
         finally:
             self.writer.mutex.release()

@@ -33,6 +33,16 @@ class Searcher:
         self.ix = index
         self._extra: dict[tuple[int, str], tuple[Pipeline, VectorStore]] = {}
         self._text: tuple[int, Any] | None = None
+        self.verified: dict[int, Any] = {}  # local features extracted for verification, by image id
+
+    def forget(self, ids: Any = None) -> None:
+        """Drop what is kept in memory about these images (all, when None): they changed."""
+        if ids is None:
+            self.verified.clear()
+            self._extra.clear()
+            return
+        for i in np.asarray(ids, np.int64).tolist():
+            self.verified.pop(int(i), None)
 
     # -- queries ---------------------------------------------------------------------------------
     def describe_query(self, image: Any, box: Box | None = None,
@@ -96,6 +106,9 @@ class Searcher:
             return cached
         base = self.ix.pipeline
         extra = build(base.document.with_steps(extra_docs)).steps[len(base.steps):]
+        for s in extra:
+            if s.name == "sv":  # candidates' features outlive a generation (the writer forgets changed ones)
+                s.features = self.verified
         store = self.ix.store
         ids = store.ids()
         if len(ids):

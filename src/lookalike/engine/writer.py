@@ -195,6 +195,7 @@ class Writer:
             ix.store.remove(drop)
         if len(write_ids):
             ix.store.add(write_ids, write_vecs)
+        ix.searcher.forget(np.concatenate([ids, removed_ids]))
         ix.generation = ix.catalog.generation()
 
     def _swap_store(self, store: Any) -> None:

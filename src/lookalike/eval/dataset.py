@@ -5,6 +5,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lookalike.errors import BadInputError, NotFoundError
+
 
 @dataclass
 class Query:
@@ -29,10 +31,10 @@ class Dataset:
         root = Path(root)
         gt_path = root / "gt.json"
         if not gt_path.exists():
-            raise FileNotFoundError(f"{root}: no gt.json (not a dataset in the benchmark format)")
+            raise NotFoundError(f"{root}: no gt.json (not a dataset in the benchmark format)")
         gt = json.loads(gt_path.read_text())
         if not str(gt.get("format", "")).startswith("lookalike-benchmark/"):
-            raise ValueError(f"{gt_path}: unknown format {gt.get('format')!r}")
+            raise BadInputError(f"{gt_path}: unknown format {gt.get('format')!r}")
         db_dir = root / gt.get("db_dir", "images")
         queries = [Query(relevant=list(q.get("relevant", [])), junk=list(q.get("junk", [])),
                          image=(root / q["image"]) if q.get("image") else None, text=q.get("text"))

@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lookalike.errors import BadInputError
+
 from lookalike.config import cache_dir
 from lookalike.eval.dataset import Dataset
 from lookalike.eval.metrics import ranked_relevance, summarise
@@ -84,7 +86,7 @@ def evaluate_text(ds: Dataset, spec: str, options: dict[str, Any], holdout_last:
     methods: tuple[str, ...] = ("zeroshot",)
     if holdout_last:
         if not 0 < holdout_last < n:
-            raise ValueError(f"--holdout-last must be between 1 and {n - 1}")
+            raise BadInputError(f"--holdout-last must be between 1 and {n - 1}")
         test = set(ds.db_ids[n - holdout_last:])
         pos = {d: i for i, d in enumerate(ds.db_ids)}
         train = [(q, pos[q.relevant[0]]) for q in queries if q.relevant and not set(q.relevant) & test]

@@ -36,7 +36,6 @@ class TorchBackbone:
 
 
 def _efficientnet_lite(variant: int, weights_path: str | None = None) -> TorchBackbone:
-    import torch
     from efficientnet_lite_pytorch import EfficientNet
 
     name = f"efficientnet-lite{variant}"

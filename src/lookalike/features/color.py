@@ -18,6 +18,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from lookalike.errors import BadInputError
+
 from lookalike.features.base import Extractor
 
 COMPARES = ("pearson", "bhattacharyya", "chi2", "cosine")
@@ -31,7 +33,7 @@ class ColorExtractor(Extractor):
     def __init__(self, bins: Sequence[int] = (8, 12, 3), regions: bool = True, max_side: int = 400,
                  compare: str = "pearson", power: float = 0.25) -> None:
         if compare not in COMPARES:
-            raise ValueError(f"compare must be one of {', '.join(COMPARES)}, not {compare!r}")
+            raise BadInputError(f"compare must be one of {', '.join(COMPARES)}, not {compare!r}")
         self.bins, self.regions, self.max_side, self.compare = tuple(bins), regions, max_side, compare
         self.power = power
         self.dim = int(np.prod(self.bins)) * (5 if regions else 1)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+
+from lookalike.errors import BadInputError
 from PIL import Image
 
 from lookalike.features.base import Extractor
@@ -75,7 +77,7 @@ class DeepExtractor(Extractor):
                  weights: str | None = None, foreground: str | None = None,
                  threads: int | None = None, snap: int | None = None, **params: Any) -> None:
         if foreground not in (None, "scda", "cam"):
-            raise ValueError(f"foreground must be None, 'scda' or 'cam', not {foreground!r}")
+            raise BadInputError(f"foreground must be None, 'scda' or 'cam', not {foreground!r}")
         self.backbone_name, self.aggregator, self.params = backbone, aggregator, params
         self.max_side, self.scales, self.flip, self.weights = max_side, tuple(scales), flip, weights
         self.foreground, self.threads, self.snap = foreground, threads, snap
@@ -181,7 +183,7 @@ class DeepExtractor(Extractor):
     def localise(self, image: np.ndarray, method: str = "scda") -> Box:
         """The foreground box (x, y, w, h) in pixels, found from the SCDA mask or the top CAM."""
         if method not in ("scda", "cam"):
-            raise ValueError(f"method must be 'scda' or 'cam', not {method!r}")
+            raise BadInputError(f"method must be 'scda' or 'cam', not {method!r}")
         prev, self.foreground = self.foreground, method
         try:
             fmap, logits = self.net.run([self.variants(image)[0]])[0]

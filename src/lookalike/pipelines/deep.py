@@ -20,13 +20,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from lookalike.features.fusion import Fusion
 from lookalike.pipelines.options import deep_options, extraction_overrides
 from lookalike.pipelines.pipeline import Pipeline
 from lookalike.postprocess import PartsWhitening, PCAWhitening
 from lookalike.errors import NotFoundError
+from lookalike.features.aggregators import AGGREGATORS
 from lookalike.features.deep import DeepExtractor
 
 # Backbone passes shared by every deep pipeline here (see bench/results_global.md).
@@ -49,8 +49,20 @@ AGGREGATIONS: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 
 
-def deep_extractor(aggregation: str, **overrides: Any) -> DeepExtractor:
-    agg, params, _ = AGGREGATIONS[aggregation]
+def aggregation(name: str) -> tuple[str, dict[str, Any], str]:
+    """(aggregator, parameters, description) of a registered aggregation (``AGGREGATIONS``, or
+    the first line of its module's docstring for one added since)."""
+    if name in AGGREGATIONS:
+        return AGGREGATIONS[name]
+    import sys
+
+    pool = AGGREGATORS.get(name)
+    doc = (sys.modules[pool.__module__].__doc__ or name).strip().splitlines()[0].rstrip(".")
+    return name, {}, doc
+
+
+def deep_extractor(aggregation_name: str, **overrides: Any) -> DeepExtractor:
+    agg, params, _ = aggregation(aggregation_name)
     return DeepExtractor(aggregator=agg, **{**DEEP_BASE, **params, **overrides})
 
 
@@ -67,7 +79,7 @@ def fine_tuned(name: str, model: str, options: dict[str, Any]) -> Pipeline:
 
 
 def _single(name: str, whiten: bool) -> Callable[..., Pipeline]:
-    _, _, what = AGGREGATIONS[name]
+    _, _, what = aggregation(name)
 
     def factory(model: str | None = None, **options: Any) -> Pipeline:
         if model and name == "gem" and not whiten:
@@ -166,7 +178,7 @@ def _default(model: str | None = None, fit_on: str | None = None, **options: Any
 def factories() -> dict[str, Callable[..., Pipeline]]:
     """Every deep pipeline by name: ``default``, one per aggregation, the fusions, their ``-pcaw`` forms."""
     out: dict[str, Callable[..., Pipeline]] = {"default": _default}
-    for name in AGGREGATIONS:
+    for name in AGGREGATORS.names():  # one pipeline (and its -pcaw form) per registered aggregation
         for whiten in (False, True):
             out[name + ("-pcaw" if whiten else "")] = _single(name, whiten)
     for whiten in (False, True):

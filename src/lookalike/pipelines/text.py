@@ -66,6 +66,7 @@ class TextExtension(Extension):
     def __init__(self) -> None:
         self._captions: dict[str, dict[str, list[str]]] = {}
         self._bridges: dict[tuple[str, int], TextBridge] = {}
+        self._encoder: Any = None
 
     def schema(self, db: sqlite3.Connection) -> None:
         TextIndex.ensure_schema(db)
@@ -102,7 +103,7 @@ class TextExtension(Extension):
 
     def write(self, db: sqlite3.Connection, image_id: int, result: Any, prepared: Any,
               ctx: WriteContext) -> None:
-        ti = TextIndex(db)
+        ti = TextIndex(db, encoder=self.encoder())
         ti.add(image_id, prepared or [], replace_sources=REPLACED_ON_UPDATE)
         logits = (result.extra or {}).get("logits")
         if logits is not None:
@@ -115,6 +116,15 @@ class TextExtension(Extension):
             probs = None if logits is None else class_probs(logits)
             if probs is not None or not bridge.config.class_inputs:
                 ti.set_vectors("bridge", [image_id], bridge.project(np.asarray(vector)[None], probs))
+
+        ti.embed_missing([image_id])
+
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from lookalike.text.encoder import sentence_encoder
+
+            self._encoder = sentence_encoder()
+        return self._encoder
 
     def remove(self, db: sqlite3.Connection, ids: list[int]) -> None:
         TextIndex(db).remove(ids)

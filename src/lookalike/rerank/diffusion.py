@@ -98,7 +98,7 @@ class Diffusion(Reranker):
         query = np.asarray(query, np.float32).reshape(len(ids), -1)
         if len(g) == 0:
             return scores, ids
-        width, seeds = ids.shape[1], int(self.params["seeds"])
+        seeds = int(self.params["seeds"])
         out_s, out_i = np.empty_like(scores), np.empty_like(ids)
         for r in range(len(ids)):
             # candidates: the top ``seeds`` results and their graph neighbours (no new search)

@@ -92,9 +92,13 @@ class SpatialVerification(Reranker):
         return feats
 
     def _remember(self, image_id: int, feats: LocalFeatures) -> None:
+        """Keep the features, dropping the oldest beyond ``cache_size`` (searches may share the cache)."""
         self.features[image_id] = feats
         while len(self.features) > self.cache_size:
-            self.features.pop(next(iter(self.features)))
+            try:
+                self.features.pop(next(iter(self.features)), None)
+            except (RuntimeError, StopIteration):  # another search changed it meanwhile
+                break
 
     def rerank(self, query: np.ndarray, scores: np.ndarray, ids: np.ndarray, store: VectorStore,
                context: Any = None) -> tuple[np.ndarray, np.ndarray]:

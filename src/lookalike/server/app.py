@@ -24,7 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 import numpy as np
 
-from lookalike import __version__
+from lookalike.version import __version__
 from lookalike.engine.catalog import ImageRow
 from lookalike.engine.index import Index
 from lookalike.errors import BadInputError, BusyError, ImageError, LookalikeError

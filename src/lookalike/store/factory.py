@@ -11,11 +11,13 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 import faiss
 
 from lookalike.errors import BadInputError
+from lookalike.registry import Registry
 from lookalike.store.base import VectorStore
 from lookalike.store.flat import FlatStore
 from lookalike.store.hnsw import HNSWStore
@@ -75,6 +77,29 @@ def _params(query: str) -> dict[str, int]:
     return {k: int(v) for k, v in parse_qsl(query)}
 
 
+StoreMaker = Callable[[int, str, "int | None", dict[str, int]], VectorStore]  # (dim, metric, n_expected, params)
+
+
+def _ivfflat(dim: int, metric: str, n: int | None, params: dict[str, int]) -> VectorStore:
+    """IVF over full vectors: exact scores inside the probed lists, nothing to re-score."""
+    return IVFPQStore(dim, metric, ivfflat_factory(n), **{"nprobe": 8, "rescore": 0, **params})
+
+
+def _ivfpq(dim: int, metric: str, n: int | None, params: dict[str, int]) -> VectorStore:
+    """IVF-PQ; for IP, PQ on the vectors (not residuals): one lookup table per query."""
+    return IVFPQStore(dim, metric, ivfpq_factory(dim, n), **{"by_residual": 0 if metric == "ip" else -1, **params})
+
+
+# Named stores (``make_store``) and the kinds saved stores declare (``load_store``): a new store is
+# a module in store/ and its lines here.
+STORES: Registry[StoreMaker] = Registry("store")
+STORES.add("flat", lambda dim, metric, n, params: FlatStore(dim, metric))
+STORES.add("hnsw", lambda dim, metric, n, params: HNSWStore(dim, metric, **params))
+STORES.add("ivfflat", _ivfflat)
+STORES.add("ivfpq", _ivfpq)
+SAVED_KINDS: dict[str, type[VectorStore]] = {"hnsw": HNSWStore, "ivfpq": IVFPQStore}
+
+
 def make_store(spec: str, dim: int, metric: str = "ip", n_expected: int | None = None,
                memory_budget_mb: float | None = None) -> VectorStore:
     """A new, empty store for ``spec`` (see the module docstring)."""
@@ -86,16 +111,10 @@ def make_store(spec: str, dim: int, metric: str = "ip", n_expected: int | None =
     name = body.lower()
     if name == "auto":
         name = choose(n_expected, dim, memory_budget_mb)
-    if name in ("flat", "idmap,flat", "idmap2,flat"):
-        return FlatStore(dim, metric)
-    if name == "hnsw":
-        return HNSWStore(dim, metric, **params)
-    if name == "ivfflat":  # exact scores inside the probed lists: nothing to re-score
-        params = {"nprobe": 8, "rescore": 0, **params}
-        return IVFPQStore(dim, metric, ivfflat_factory(n_expected), **params)
-    if name == "ivfpq":  # for IP, PQ on the vectors (not residuals): one lookup table per query
-        params.setdefault("by_residual", 0 if metric == "ip" else -1)
-        return IVFPQStore(dim, metric, ivfpq_factory(dim, n_expected), **params)
+    if name in ("idmap,flat", "idmap2,flat"):
+        name = "flat"
+    if name in STORES:
+        return STORES.get(name)(dim, metric, n_expected, params)
     try:  # a FAISS factory string
         faiss.index_factory(dim, body, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
@@ -126,7 +145,7 @@ def load_store(path: Path) -> VectorStore:
     path = Path(path)
     if path.is_dir():
         kind = json.loads((path / MANIFEST).read_text())["kind"]
-        return {"hnsw": HNSWStore, "ivfpq": IVFPQStore}[kind].load(path)
+        return SAVED_KINDS[kind].load(path)
     with open(path, "rb") as f:
         head = f.read(2)
     if head[:1] == b"{":

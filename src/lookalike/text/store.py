@@ -197,28 +197,35 @@ class TextIndex:
                 out[j] += max(float(s), 1e-6)
         return out
 
+    def embed_missing(self, image_ids: Sequence[int] | None = None) -> int:
+        """Compute and store the embeddings of semantic entries that have none (of ``image_ids``,
+        or all): the writer calls this, so that searches only read. Returns how many."""
+        q = ",".join("?" * len(SEMANTIC_SOURCES))
+        sql = f"SELECT id, text FROM text_entries WHERE emb IS NULL AND source IN ({q})"
+        args: list[Any] = list(SEMANTIC_SOURCES)
+        if image_ids is not None:
+            sql += f" AND image_id IN ({','.join('?' * len(image_ids))})"
+            args += [int(i) for i in image_ids]
+        missing = self.db.execute(sql, args).fetchall()
+        if missing:
+            emb = self.encoder.encode([t for _, t in missing]).astype(np.float16)
+            self.db.executemany("UPDATE text_entries SET emb=? WHERE id=?",
+                                [(e.tobytes(), i) for (i, _), e in zip(missing, emb)])
+            self._changed()
+        return len(missing)
+
     def _entry_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(image ids, weights, unit embeddings) of the semantic entries; missing embeddings are
-        computed now and written back."""
+        """(image ids, weights, unit embeddings) of the semantic entries, read in one query;
+        embeddings an older index lacks are computed in memory (a search never writes)."""
         if "entries" not in self._cache:
             q = ",".join("?" * len(SEMANTIC_SOURCES))
-            missing = self.db.execute(f"SELECT id, text FROM text_entries WHERE emb IS NULL AND source IN ({q})",
-                                      SEMANTIC_SOURCES).fetchall()
-            if missing:
-                emb = self.encoder.encode([t for _, t in missing]).astype(np.float16)
-                try:
-                    self.db.executemany("UPDATE text_entries SET emb=? WHERE id=?",
-                                        [(e.tobytes(), i) for (i, _), e in zip(missing, emb)])
-                except sqlite3.OperationalError:  # read-only database: keep them in memory only
-                    pass
-                extra = {i: e for (i, _), e in zip(missing, emb)}
-            else:
-                extra = {}
-            rows = self.db.execute(f"SELECT id, image_id, weight, emb FROM text_entries WHERE source IN ({q})",
+            rows = self.db.execute(f"SELECT id, image_id, weight, emb, text FROM text_entries WHERE source IN ({q})",
                                    SEMANTIC_SOURCES).fetchall()
+            missing = [(eid, text) for eid, _, _, blob, text in rows if blob is None]
+            extra = dict(zip([e for e, _ in missing], self.encoder.encode([t for _, t in missing]))) if missing else {}
             dim = self.encoder.dim if rows else 1
             E = np.zeros((len(rows), dim), np.float32)
-            for j, (eid, _, _, blob) in enumerate(rows):
+            for j, (eid, _, _, blob, _) in enumerate(rows):
                 E[j] = np.frombuffer(blob, np.float16) if blob is not None else extra[eid]
             self._cache["entries"] = (np.array([r[1] for r in rows], np.int64),
                                       np.array([r[2] for r in rows], np.float32), E)

@@ -2,8 +2,6 @@
 covariance is whitened, then the whitened data's principal directions become the axes."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 

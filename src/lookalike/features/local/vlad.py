@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lookalike.errors import BadInputError
+
 from lookalike.features.base import Extractor
 from lookalike.features.local.keypoints import Detector, LocalFeatures, make_detector
 from lookalike.features.local.vocab import Vocabulary
@@ -58,7 +60,7 @@ class VladExtractor(Extractor):
         if self.pca_dim:
             v = np.stack([vlad(f.float_desc(), self.vocab, self.alpha) for f in feats]).astype(np.float64)
             if self.pca_dim > min(v.shape):
-                raise ValueError(f"PCA to {self.pca_dim} needs at least that many training images")
+                raise BadInputError(f"PCA to {self.pca_dim} needs at least that many training images")
             self.mean = v.mean(axis=0)
             _, s, vt = np.linalg.svd(v - self.mean, full_matrices=False)
             p = vt[:self.pca_dim]

@@ -6,6 +6,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from lookalike.errors import BadInputError
+
 FILENAME = "vocabulary.npz"
 
 
@@ -43,7 +45,7 @@ class Vocabulary:
         if len(x) > max_train:
             x = x[rng.choice(len(x), max_train, replace=False)]
         if len(x) < k:
-            raise ValueError(f"{len(x)} descriptors cannot train {k} words")
+            raise BadInputError(f"{len(x)} descriptors cannot train {k} words")
         d = x.shape[1]
         clus = faiss.Clustering(d, k)
         clus.niter, clus.seed, clus.max_points_per_centroid = niter, seed, 10_000

@@ -1,0 +1,2 @@
+"""The version of lookalike (recorded in every index it writes)."""
+__version__ = "0.3.0"
