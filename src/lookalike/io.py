@@ -74,13 +74,24 @@ def decode(data: bytes, name: str = "<bytes>", max_side: int | None = None,
     """Decode encoded image bytes; see ``load_image``."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # PIL warns from 89 MP on; the limit here is ours: decoded pixels, not declared ones
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(_io.BytesIO(data))
             w, h = im.size
-            if w * h > max_pixels:
-                raise ImageError(name, f"image too large ({w}x{h} pixels; limit {max_pixels}): possible decompression bomb")
-            if max_side and max(w, h) > 2 * max_side and im.format == "JPEG":
-                im.draft("RGB", (max_side, max_side))  # fast JPEG downscale while decoding
+            if im.format == "JPEG":
+                # JPEGs decode at 1/2, 1/4 or 1/8 size for free: a large camera photo is decoded
+                # small enough rather than refused, so decoding memory stays under the limit
+                if max_side and max(w, h) > 2 * max_side:
+                    im.draft("RGB", (max_side, max_side))  # fast downscale; the exact resize follows
+                s = next((s for s in (1, 2, 4, 8) if (w // s) * (h // s) <= max_pixels), None)
+                if s is None:
+                    raise ImageError(name, f"image too large ({w}x{h} pixels, more than {max_pixels} even "
+                                     "when decoded at 1/8 size): possible decompression bomb")
+                if im.size[0] * im.size[1] > max_pixels:
+                    im.draft("RGB", (-(-w // s), -(-h // s)))
+            elif w * h > max_pixels:
+                raise ImageError(name, f"image too large ({w}x{h} pixels; limit {max_pixels}): "
+                                 "possible decompression bomb")
             im.load()
             im = ImageOps.exif_transpose(im)
             im = _to_rgb(im)

@@ -68,16 +68,19 @@ def print_json(obj: Any) -> None:
 
 @contextmanager
 def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
-    """A Rich progress bar; yields ``update(done, total)``."""
+    """A Rich progress bar; yields ``update(done, total)``. Nothing is drawn until the first
+    update, so a run with nothing to do shows no empty bar."""
     if not enabled:
         yield lambda done, total: None
         return
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err_console, transient=False) as prog:
-        task = prog.add_task(description, total=None)
+                  TimeRemainingColumn(), console=err_console, transient=False, auto_refresh=False) as prog:
+        task: list[Any] = []
 
         def update(done: int, total: int) -> None:
-            prog.update(task, completed=done, total=total)
+            if not task:
+                task.append(prog.add_task(description, total=total))
+            prog.update(task[0], completed=done, total=total, refresh=True)
 
         yield update
 

@@ -33,10 +33,20 @@ def walk(paths: Iterable[str | os.PathLike], exclude: Sequence[str] = (),
     def excluded(p: str) -> bool:
         return any(fnmatch.fnmatch(p, g) or fnmatch.fnmatch(os.path.basename(p), g) for g in exclude)
 
+    def usable(p: str) -> bool:
+        """A name the catalog can keep (SQLite text is UTF-8); others are reported, not indexed."""
+        try:
+            p.encode("utf-8")
+            return True
+        except UnicodeEncodeError:
+            if on_error:
+                on_error(shown(p), "file name is not valid UTF-8: rename the file to index it")
+            return False
+
     for root in paths:
         root = os.path.abspath(os.fspath(root))
         if os.path.isfile(root) or (os.path.islink(root) and not os.path.isdir(root)):
-            if not excluded(root):
+            if not excluded(root) and usable(root):
                 yield root
             continue
         if not os.path.isdir(root):
@@ -52,5 +62,10 @@ def walk(paths: Iterable[str | os.PathLike], exclude: Sequence[str] = (),
             dirnames[:] = sorted(d for d in dirnames if not excluded(os.path.join(dirpath, d)))
             for fn in sorted(filenames):
                 p = os.path.join(dirpath, fn)
-                if is_image_name(p) and not excluded(p):
+                if is_image_name(p) and not excluded(p) and usable(p):
                     yield p
+
+
+def shown(path: str) -> str:
+    """A path as it can be printed, whatever bytes its name holds."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

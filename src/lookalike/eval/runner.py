@@ -17,7 +17,7 @@ from lookalike.pipelines import QUERY_TURNS, Pipeline, QueryContext, build, pars
 from lookalike.eval.dataset import Dataset, Query
 from lookalike.eval.metrics import ranked_relevance, summarise
 
-KEYS = ("mAP", "P@1", "P@10", "R@1", "R@5", "R@10", "queries", "images_per_s", "query_ms_p50")
+KEYS = ("mAP", "mAP_trapezoid", "P@1", "P@10", "R@1", "R@5", "R@10", "queries", "images_per_s", "query_ms_p50")
 
 
 def _cache_file(ds: Dataset, pipe: Pipeline, what: str) -> Path:

@@ -31,19 +31,22 @@ Box = tuple[float, float, float, float]  # (x, y, w, h) in pixels
 RelBox = tuple[float, float, float, float]  # (x0, y0, x1, y1) as fractions of width / height
 
 
-def resize_max_side(rgb: np.ndarray, max_side: int, snap: int | None = None) -> np.ndarray:
+def resize_max_side(rgb: np.ndarray, max_side: int, snap: int | None = None, min_side: int = 32) -> np.ndarray:
     """Resize so the longer side is ``max_side`` (no crop). With ``snap``, the shorter side is
     rounded to a multiple of ``snap`` pixels (a slight aspect change), so that images of similar
-    shape share one size and can be batched together."""
+    shape share one size and can be batched together. A shorter side below ``min_side`` (a very
+    elongated image: the network needs a few cells each way) is padded by repeating the edge."""
     h, w = rgb.shape[:2]
     scale = max_side / max(h, w)
     size = [max(1, round(w * scale)), max(1, round(h * scale))]
     if snap:
         short = int(np.argmin(size))
         size[short] = max(snap, int(round(size[short] / snap)) * snap)
-    if (size[0], size[1]) == (w, h):
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize(tuple(size), Image.BICUBIC))
+    out = rgb if (size[0], size[1]) == (w, h) else np.asarray(Image.fromarray(rgb).resize(tuple(size), Image.BICUBIC))
+    if min(out.shape[:2]) < min_side:
+        ph, pw = max(0, min_side - out.shape[0]), max(0, min_side - out.shape[1])
+        out = np.pad(out, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="edge")
+    return out
 
 
 def mask_box(mask: np.ndarray) -> RelBox:
