@@ -24,7 +24,9 @@ import numpy as np
 from lookalike.eval.dataset import Dataset
 from lookalike.eval.metrics import ranked_relevance, summarise
 from lookalike.pipelines import Pipeline, build
-from lookalike.rerank import RERANKERS, Reranker
+from lookalike.rerank import Reranker, load
+
+RERANKERS = load()
 
 import gem_feats
 

@@ -2,7 +2,9 @@
 import numpy as np
 
 from lookalike.store.flat import FlatStore
-from lookalike.rerank import RERANKERS
+from lookalike.rerank import load
+
+RERANKERS = load()
 from lookalike.rerank.knn import KnnGraph
 
 

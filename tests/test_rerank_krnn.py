@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from lookalike.store.flat import FlatStore
-from lookalike.rerank import RERANKERS
+from lookalike.rerank import load
+
+RERANKERS = load()
 from lookalike.rerank.krnn import reciprocal_sets
 
 

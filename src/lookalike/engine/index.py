@@ -124,6 +124,11 @@ class Index:
     def supports_text(self) -> bool:
         return supports_text(self.pipeline)
 
+    def local_features(self, ids: Sequence[int]) -> list[Any]:
+        """Stored local features of ``ids`` (None where there are none), for verification."""
+        reader = self.local_features_reader()
+        return reader(ids) if reader is not None else [None] * len(ids)
+
     def local_features_reader(self) -> Callable[[Sequence[int]], list[Any]] | None:
         """Stored local features by id (for verification), or None where the index keeps none."""
         from lookalike.features.local.store import LocalFeatureStore

@@ -66,7 +66,7 @@ class Searcher:
         timings: dict[str, float] = {}
         if text is not None:
             return self._search_text(text, k, t0, min_score)
-        ctx = QueryContext(paths=self.ix.catalog.paths, local_features=self.ix.local_features_reader())
+        ctx = QueryContext(paths=self.ix.catalog.paths, local_features=self.ix.local_features)
         if id is not None:
             vecs = self.ix.catalog.vectors([int(id)])
             if int(id) not in vecs:

@@ -47,10 +47,24 @@ def pipelines() -> Registry[PipelineFactory]:
     return reg
 
 
-def rerankers() -> Registry[Any]:
-    from lookalike.rerank import RERANKERS
+def factory(name: str) -> PipelineFactory:
+    """The factory of the base pipeline ``name``, importing the families in order only until one
+    has it (a process that searches a ``gem`` index never imports the local-feature family)."""
+    import importlib
 
-    return RERANKERS
+    if pipelines.cache_info().currsize:
+        return pipelines().get(name)
+    for mod in FAMILIES:
+        found = importlib.import_module(mod).factories().get(name)
+        if found is not None:
+            return found
+    return pipelines().get(name)  # the error, naming every known pipeline
+
+
+def rerankers() -> Registry[Any]:
+    from lookalike.rerank import load
+
+    return load()
 
 
 def stored_form(config: Any) -> Any:
@@ -62,14 +76,13 @@ def build(spec: str | PipelineDoc, **options: Any) -> Pipeline:
     """A pipeline from a spec string (``"default+aqe(alpha=3)"``) or a document; ``options`` join
     the base's options (CLI flags such as ``max_side``)."""
     doc = parse_spec(spec, options) if isinstance(spec, str) else _with_options(spec, options)
-    factory = pipelines().get(doc.base)
+    make = factory(doc.base)
     try:
-        pipe = factory(**doc.options)
+        pipe = make(**doc.options)
     except TypeError as e:
         raise BadInputError(f"pipeline {doc.base!r}: {e}") from None
-    steps = rerankers()
     for s in doc.steps:
-        cls = steps.get(s.name)
+        cls = rerankers().get(s.name)
         try:
             step = cls(**s.params)
         except TypeError as e:
@@ -150,7 +163,7 @@ def check_spec(spec: str) -> None:
     """Raise ``NotFoundError`` / ``BadInputError`` for a spec that names nothing known, cheaply
     (without building models): for validating options before anything is created."""
     doc = parse_spec(spec)
-    pipelines().get(doc.base)
+    factory(doc.base)
     for s in doc.steps:
         cls = rerankers().get(s.name)
         unknown = set(s.params) - set(cls.defaults())

@@ -6,7 +6,6 @@ exceeds its mean; the descriptor is [average pooling, max pooling] over the mask
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from lookalike.features.aggregators import AGGREGATORS, PoolContext
 
@@ -17,6 +16,8 @@ def scda_mask(fmap: np.ndarray) -> np.ndarray:
     above = s > s.mean()
     if not above.any():
         return np.ones_like(above)
+    from scipy import ndimage  # here: scipy.ndimage takes 0.4 s to import
+
     labels, n = ndimage.label(above)
     if n <= 1:
         return above
