@@ -95,5 +95,6 @@ def test_eval_on_a_small_dataset(tmp_path):
     r = run("eval", str(root), "--pipeline", "color", "--json")
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
-    assert set(res) == {"mAP", "P@1", "P@10", "R@1", "R@5", "R@10", "queries", "images_per_s", "query_ms_p50"}
+    assert set(res) == {"mAP", "mAP_trapezoid", "P@1", "P@10", "R@1", "R@5", "R@10", "queries", "images_per_s",
+                        "query_ms_p50"}
     assert res["queries"] == 6 and res["mAP"] == 1.0 and res["R@1"] == 1.0

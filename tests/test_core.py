@@ -280,7 +280,9 @@ def test_a_new_aggregation_reranker_and_store_plug_in_by_registration(monkeypatc
     from lookalike.rerank.base import RERANKERS, Reranker
     from lookalike.store.factory import STORES, make_store
     from lookalike.store.flat import FlatStore
+    from lookalike.rerank import load
 
+    load()  # the built-in steps registered before the registry is copied
     monkeypatch.setattr(AGGREGATORS, "_items", dict(AGGREGATORS._items))
     monkeypatch.setattr(RERANKERS, "_items", dict(RERANKERS._items))
     monkeypatch.setattr(STORES, "_items", dict(STORES._items))
@@ -306,3 +308,35 @@ def test_a_new_aggregation_reranker_and_store_plug_in_by_registration(monkeypatc
         assert isinstance(make_store("exact2", 4), FlatStore)
     finally:
         pipelines.cache_clear()
+
+
+def test_eval_describes_with_the_options_a_spec_carries(tmp_path, monkeypatch):
+    """``lookalike eval -p 'gem(p=1)'`` describes with p=1 (the spec's own options reach the workers)."""
+    from lookalike.eval import runner
+
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    db = []
+    for i in range(3):
+        Image.fromarray(synthetic_photo(200 + i)).save(root / "images" / f"{i}.jpg")
+        db.append({"id": str(i), "file": f"{i}.jpg"})
+    queries = [{"image": f"images/{i}.jpg", "relevant": [], "junk": [str(i)]} for i in range(3)]
+    (root / "gt.json").write_text(json.dumps({"format": "lookalike-benchmark/1", "name": "tiny3", "task": "image",
+                                              "db_dir": "images", "db": db, "queries": queries}))
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
+    import os
+
+    models = Path(os.path.expanduser("~/.cache/lookalike/models"))
+    if models.exists():  # reuse the exported backbones
+        (tmp_path / "cache").mkdir()
+        (tmp_path / "cache" / "models").symlink_to(models)
+    keys = []
+    original = runner.process_batch
+
+    def spy(key, *args, **kwargs):
+        keys.append(json.loads(key))
+        return original(key, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "process_batch", spy)
+    runner.evaluate(root, "gem(p=1)+aqe")
+    assert keys and all(k["base"] == {"name": "gem", "options": {"p": 1}} for k in keys)

@@ -105,8 +105,9 @@ def evaluate(dataset: str | Path, spec: str = "default", options: dict[str, Any]
     if doc.base in ("sift-bow", "orb-bow", "sift-vlad") and not doc.options.get("fit_on"):
         # as an index does, the vocabulary is learned from the collection itself (here: the database)
         options = {**options, "fit_on": str(ds.root)}
-    pipe = build(spec, **options)
-    base_spec = doc.base
+        doc = parse_spec(spec, options)
+    pipe = build(doc)
+    base_spec, options = doc.base, dict(doc.options)  # the spec's own options and the flags, merged
     db_raw, rate = cached_descriptors(ds, pipe, base_spec, options, ds.db_paths, "db", progress)
     pos = {p.resolve(): i for i, p in enumerate(ds.db_paths)}
     outside = [q.image for q in ds.queries if q.image.resolve() not in pos]

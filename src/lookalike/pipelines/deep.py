@@ -22,12 +22,15 @@ from typing import Any, Callable
 
 
 from lookalike.features.fusion import Fusion
-from lookalike.pipelines.options import deep_options, extraction_overrides
+from lookalike.pipelines.options import EXTRACTION_OPTIONS, deep_options, extraction_overrides
 from lookalike.pipelines.pipeline import Pipeline
 from lookalike.postprocess import PartsWhitening, PCAWhitening
-from lookalike.errors import NotFoundError
+from lookalike.errors import BadInputError, NotFoundError
 from lookalike.features.aggregators import AGGREGATORS
 from lookalike.features.deep import DeepExtractor
+
+# Options every deep pipeline takes besides the extraction ones (learned steps' data, CLI flags).
+PIPELINE_OPTIONS = ("model", "fit_on", "compare")
 
 # Backbone passes shared by every deep pipeline here (see bench/results_global.md).
 DEEP_BASE: dict[str, Any] = dict(backbone="efficientnet-lite2", max_side=352, scales=(1.0,), flip=False)
@@ -61,6 +64,23 @@ def aggregation(name: str) -> tuple[str, dict[str, Any], str]:
     return name, {}, doc
 
 
+def pool_params(aggregation_name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options that are parameters of the aggregation (``gem(p=4)``, ``crow(a=2)``); an option
+    that is neither a parameter nor a pipeline option is a ``BadInputError`` naming both kinds."""
+    import inspect
+
+    agg, _, _ = aggregation(aggregation_name)
+    sig = inspect.signature(AGGREGATORS.get(agg)).parameters
+    known = {n: p for n, p in sig.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    extra = {k: v for k, v in options.items() if k not in (*EXTRACTION_OPTIONS, *PIPELINE_OPTIONS)}
+    unknown = sorted(set(extra) - set(known))
+    if unknown:
+        raise BadInputError(f"{aggregation_name}: unknown option {unknown[0]!r} (aggregation parameters: "
+                            f"{', '.join(known) or 'none'}; pipeline options: "
+                            f"{', '.join((*EXTRACTION_OPTIONS, *PIPELINE_OPTIONS))})")
+    return extra
+
+
 def deep_extractor(aggregation_name: str, **overrides: Any) -> DeepExtractor:
     agg, params, _ = aggregation(aggregation_name)
     return DeepExtractor(aggregator=agg, **{**DEEP_BASE, **params, **overrides})
@@ -84,7 +104,7 @@ def _single(name: str, whiten: bool) -> Callable[..., Pipeline]:
     def factory(model: str | None = None, **options: Any) -> Pipeline:
         if model and name == "gem" and not whiten:
             return fine_tuned(name, model, options)
-        ex = deep_extractor(name, **extraction_overrides(options))
+        ex = deep_extractor(name, **extraction_overrides(options), **pool_params(name, options))
         return Pipeline(name + ("-pcaw" if whiten else ""), ex, post=_post(whiten),
                         description=f"EfficientNet-Lite2, {what}" + (", PCA-whitened" if whiten else ""))
 
