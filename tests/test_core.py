@@ -340,3 +340,34 @@ def test_eval_describes_with_the_options_a_spec_carries(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "process_batch", spy)
     runner.evaluate(root, "gem(p=1)+aqe")
     assert keys and all(k["base"] == {"name": "gem", "options": {"p": 1}} for k in keys)
+
+
+@pytest.mark.parametrize("spec", ["color+dba", "color+diffusion", "color"])
+def test_a_run_killed_before_it_saved_reopens_repaired(spec, tmp_path, monkeypatch):
+    """The catalog committed a batch but the store and the steps' state were never saved (a kill):
+    the next open sees the stale stamp and repairs, ranking as a fresh build does."""
+    from lookalike.engine.stores import StoreManager
+
+    photos = scenes(tmp_path / "photos", 0, 6)
+    idx = lookalike.open(tmp_path / "idx", pipeline=spec)
+    idx.add(photos[:6])
+    idx.close()
+
+    def killed(self, store):
+        raise KeyboardInterrupt  # the process dies where it would have saved
+
+    monkeypatch.setattr(StoreManager, "save", killed)
+    idx = lookalike.open(tmp_path / "idx")
+    with pytest.raises(KeyboardInterrupt):
+        idx.add(photos[6:])
+    with pytest.raises(KeyboardInterrupt):
+        idx.remove(photos[1])
+    idx.close()
+    monkeypatch.undo()
+    again = Index(tmp_path / "idx", readonly=True)
+    fresh = lookalike.open(tmp_path / "fresh", pipeline=spec)
+    fresh.add([p for p in photos if p != photos[1]])
+    queries = [photos[0], photos[7], photos[10]]
+    assert_same_rankings(ranked(again, queries), ranked(fresh, queries))
+    again.close()
+    fresh.close()

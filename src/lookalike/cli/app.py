@@ -23,6 +23,7 @@ class ErrorsAsMessages(TyperGroup):
 
         words = [*getattr(ctx, "protected_args", []), *ctx.args]
         as_json = "--json" in words
+        show_steps(not (as_json or "--quiet" in words or "-q" in words))
         try:
             return super().invoke(ctx)
         except LookalikeError as e:
@@ -37,6 +38,23 @@ class ErrorsAsMessages(TyperGroup):
             report_error(f"internal error: {type(e).__name__}: {e} (run again with --debug for the "
                          "traceback)", as_json)
             raise typer.Exit(2) from None
+
+
+def show_steps(enabled: bool) -> None:
+    """Long one-off steps (learning a vocabulary, exporting a model, extracting features for
+    verification) are logged by the library at INFO; the CLI shows them on stderr."""
+    import logging
+
+    logger = logging.getLogger("lookalike")
+    for h in list(logger.handlers):
+        if getattr(h, "_lookalike_cli", False):
+            logger.removeHandler(h)
+    if enabled:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        h._lookalike_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(h)
+        logger.setLevel(logging.INFO)
 
 
 def report_error(message: str, as_json: bool) -> None:

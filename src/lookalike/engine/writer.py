@@ -10,6 +10,8 @@ a run killed before that leaves an index whose next open repairs them from the c
 """
 from __future__ import annotations
 
+import logging
+
 import os
 import threading
 import time
@@ -27,6 +29,8 @@ from lookalike.pipelines.extension import WriteContext
 
 if TYPE_CHECKING:
     from lookalike.engine.index import Index
+
+log = logging.getLogger(__name__)
 
 SAVE_EVERY_S = 60.0  # bounds the work a crash makes the next open redo
 FIT_SAMPLE = 2000  # images that learned post-processing (whitening, vocabularies) is fitted on
@@ -127,6 +131,9 @@ class Writer:
         sample of it, before describing it all; saved at once (descriptions depend on it)."""
         rng = np.random.default_rng(0)
         pick = sorted(rng.choice(len(todo), min(FIT_SAMPLE, len(todo)), replace=False).tolist())
+        t0 = time.perf_counter()
+        log.info("learning what %s learns from the collection (a vocabulary, a whitening) on %d images, "
+                 "once per index...", self.ix.pipeline.name, len(pick))
         images = []
         for i in pick:
             try:
@@ -134,6 +141,7 @@ class Writer:
             except ImageError:
                 continue
         self.ix.pipeline.fit(images)
+        log.info("learned in %.1f s", time.perf_counter() - t0)
         self.ix.folder.state.mkdir(exist_ok=True)
         self.ix.pipeline.save_state(self.ix.folder.state)
         self._state_version += 1

@@ -6,6 +6,8 @@ logits (B, 1000). The PyTorch module is used once, to export an ONNX file into t
 """
 from __future__ import annotations
 
+import logging
+
 import hashlib
 import os
 import threading
@@ -21,6 +23,8 @@ from lookalike.registry import Registry
 # name -> factory returning (torch module with .extract_features/.classify, default input side)
 BACKBONES: Registry[Callable[[], "TorchBackbone"]] = Registry("backbone")
 
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class TorchBackbone:
@@ -130,6 +134,7 @@ class OnnxBackbone:
         path = cache_dir() / "models" / f"{name}-{key}.onnx"
         with OnnxBackbone._lock:
             if not path.exists():
+                log.info("exporting %s to ONNX, once for this machine (a minute)...", name)
                 tb = load_torch_backbone(name, weights)
                 export_onnx(tb, path)
         self.onnx_path = path

@@ -8,6 +8,8 @@ the top ``top_k`` candidates gets ``score + weight * min(inliers, cap) / cap`` w
 """
 from __future__ import annotations
 
+import logging
+
 from typing import Any, Sequence
 
 import numpy as np
@@ -21,6 +23,8 @@ from lookalike.features.local.verify import VerifyParams, verify
 # what the index stores per image for verification (query features must match these settings)
 INDEX_DETECTOR = dict(kind="sift", max_kpts=1000, min_side=650)
 
+
+log = logging.getLogger(__name__)
 
 def fuse(scores: np.ndarray, inliers: np.ndarray, min_inliers: int, weight: float, cap: int) -> np.ndarray:
     """First-stage similarity plus a bonus that grows with the inlier count up to ``cap``."""
@@ -81,6 +85,8 @@ class SpatialVerification(Reranker):
         from lookalike.io import ImageError, load_image
 
         where = paths(todo)
+        if len(todo) > 10:
+            log.info("verifying: extracting the local features of %d images (kept in memory)...", len(todo))
         for j, i in enumerate(ids):
             if feats[j] is not None or i not in where:
                 continue
