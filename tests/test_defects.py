@@ -144,3 +144,13 @@ def test_average_precision_by_both_rules():
     assert average_precision_trapezoid(rel, 2) == pytest.approx((1 + (0.5 + 2 / 3) / 2) / 2)
     s = summarise([rel], [2])
     assert s["mAP_trapezoid"] < s["mAP"]
+
+
+def test_min_score_leaves_out_weaker_results(tmp_path):
+    ps = photos(tmp_path / "p", 3)
+    idx = lookalike.open(tmp_path / "i", pipeline="color")
+    idx.add(ps)
+    idx.close()
+    r = CliRunner().invoke(app, ["search", str(ps[0]), "--index", str(tmp_path / "i"), "--json", "--min-score", "0.99"])
+    hits = json.loads(r.stdout)["results"]
+    assert r.exit_code == 0 and [h["path"] for h in hits] == [str(ps[0])]

@@ -31,7 +31,9 @@ def search_cmd(
     box: Optional[str] = typer.Option(None, help="Describe only this region of the query: x,y,w,h."),
     rerank: Optional[str] = typer.Option(None, help="Re-rank steps to add for this query, e.g. dba+aqe, "
                                                     "diffusion, krnn (`lookalike pipelines`)."),
-    verify: bool = typer.Option(False, "--verify", help="Spatially verify the top 100 (the sv step)."),
+    verify: bool = typer.Option(False, "--verify", help="Spatially verify the top 100 (the sv step): a "
+                                "verified result scores its similarity plus up to 1 (40 or more inliers)."),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="Leave out results scoring below this."),
     rotate: bool = typer.Option(False, "--rotate", help="Also search with the query image turned 90° "
                                                         "each way; each result keeps its best score."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
@@ -45,7 +47,7 @@ def search_cmd(
     try:
         steps = "+".join(filter(None, ["sv" if verify else None, rerank]))
         res = idx.search(image, k=k, text=text, id=id, box=parse_box(box), rerank=steps or None,
-                         rotate=rotate)
+                         rotate=rotate, min_score=min_score)
     except ImageError as e:
         fail(f"cannot read query image {e}")
     finally:
