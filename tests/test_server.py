@@ -354,6 +354,11 @@ def test_serve_command_defaults_and_token(index_dir, monkeypatch, tmp_path):
     assert seen["app"].state.token in r.output and seen["app"].state.max_bytes == 1024 * 1024
     r = CliRunner().invoke(app, ["serve", "--index", str(tmp_path / "nothing")])
     assert r.exit_code == 1 and "no index here" in r.output
+    r = CliRunner().invoke(app, ["serve", "--index", str(index_dir), "--show-paths", "absolute"])
+    assert r.exit_code == 0 and seen["app"].state.paths.mode == "absolute"
+    r = CliRunner().invoke(app, ["serve", "--index", str(index_dir), "--show-paths", "full"])
+    assert r.exit_code == 1 and "unknown --show-paths 'full' (known: relative, absolute)" in r.output
+    assert len(r.output.strip().splitlines()) == 1
 
 
 def test_database_transforming_pipeline_adds_and_follows(photo_dir, tmp_path):

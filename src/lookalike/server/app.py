@@ -52,7 +52,12 @@ def explain_available() -> bool:
 def image_error(e: ImageError) -> HTTPException:
     """400 for images refused by size (decompression bombs), 422 for anything that is no image."""
     big = "bomb" in e.reason or "too large" in e.reason
-    return HTTPException(400 if big else 422, f"{e.path}: not a usable image: {e.reason}")
+    return HTTPException(400 if big else 422, f"{one_line(e.path)}: not a usable image: {e.reason}")
+
+
+def one_line(name: str) -> str:
+    """A client's file name as it may appear in a one-line message."""
+    return " ".join(str(name).split())[:200]
 
 
 def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Optional[List[str]] = None,
@@ -279,7 +284,7 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
             if bad:
                 discard(list(stored.values()))
                 reason = failed.get(stored[bad[0]]) or (rows[bad[0]].error if rows[bad[0]] else None)
-                raise HTTPException(422, f"{new[bad[0]].client_name}: could not index the upload "
+                raise HTTPException(422, f"{one_line(new[bad[0]].client_name)}: could not index the upload "
                                          f"({reason or 'not indexed'}); nothing was added")
         ids = [value if kind == "id" else rows[value].id for kind, value in plan]
         added = rep.added if rep else 0
