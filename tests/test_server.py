@@ -1,8 +1,8 @@
 """The HTTP API on a small colour-pipeline index: every endpoint and every safety rule."""
 from __future__ import annotations
 
-import hashlib
 import io
+import os
 import threading
 import time
 from pathlib import Path
@@ -159,12 +159,13 @@ def test_add_then_delete_through_the_api(client, index_dir):
     r = client.post("/images", files={"image": ("new.jpg", data, "image/jpeg")}, headers=AUTH)
     assert r.status_code == 201
     new = r.json()["id"]
-    saved = index_dir / "uploads" / f"{hashlib.sha1(data).hexdigest()}.jpg"
+    saved = index_dir / "uploads" / "new.jpg"  # under its own name
     assert saved.read_bytes() == data
     hit = client.get(f"/search?id={new}&k=1").json()["results"][0]
-    assert hit["id"] == new and hit["path"] == str(saved)
+    assert hit["id"] == new and hit["path"] == "uploads/new.jpg"
     again = client.post("/images", files={"image": ("copy.jpg", data, "image/jpeg")}, headers=AUTH)
     assert again.status_code == 200 and again.json()["id"] == new  # same content, same image
+    assert sorted(p.name for p in (index_dir / "uploads").iterdir()) == ["new.jpg"]
     two = client.post("/images", headers=AUTH, files=[("image", ("a.jpg", jpeg(51), "image/jpeg")),
                                                       ("image", ("b.png", _png(52), "image/png"))])
     assert two.status_code == 201 and len(set(two.json()["ids"])) == 2
@@ -353,6 +354,11 @@ def test_serve_command_defaults_and_token(index_dir, monkeypatch, tmp_path):
     assert seen["app"].state.token in r.output and seen["app"].state.max_bytes == 1024 * 1024
     r = CliRunner().invoke(app, ["serve", "--index", str(tmp_path / "nothing")])
     assert r.exit_code == 1 and "no index here" in r.output
+    r = CliRunner().invoke(app, ["serve", "--index", str(index_dir), "--show-paths", "absolute"])
+    assert r.exit_code == 0 and seen["app"].state.paths.mode == "absolute"
+    r = CliRunner().invoke(app, ["serve", "--index", str(index_dir), "--show-paths", "full"])
+    assert r.exit_code == 1 and "unknown --show-paths 'full' (known: relative, absolute)" in r.output
+    assert len(r.output.strip().splitlines()) == 1
 
 
 def test_database_transforming_pipeline_adds_and_follows(photo_dir, tmp_path):
@@ -373,3 +379,184 @@ def test_database_transforming_pipeline_adds_and_follows(photo_dir, tmp_path):
         other.close()
         assert c.get(f"/search?id={other_id}&k=1").json()["results"][0]["id"] == other_id
         assert c.get("/healthz").json()["images"] == 10
+
+
+# -- relative index folders, what is served, what the clients see -------------------------------
+def test_serve_a_relative_index_folder(photo_dir, tmp_path, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from lookalike.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    idx = lookalike.open("rel", pipeline="color")
+    idx.add([photo_dir])
+    idx.close()
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kw: seen.update(app=application))
+    r = CliRunner().invoke(app, ["serve", "--index", "rel", "--token", TOKEN])
+    assert r.exit_code == 0, r.output
+    data = jpeg(40)
+    with TestClient(seen["app"]) as c:
+        up = c.post("/images", files={"image": ("rel.jpg", data, "image/jpeg")}, headers=AUTH)
+        assert up.status_code == 201, up.text
+        new = up.json()["id"]
+        row = c.app.state.index.catalog.get(new)
+        assert row.path == str(tmp_path / "rel" / "uploads" / "rel.jpg") and row.status == "ok"
+        assert c.get(f"/images/{new}").content == data
+        assert c.get(f"/search?id={new}&k=1").json()["results"][0]["path"] == "uploads/rel.jpg"
+        assert c.delete(f"/images/{new}", headers=AUTH).status_code == 204
+        assert not (tmp_path / "rel" / "uploads" / "rel.jpg").exists()
+
+
+def test_originals_are_served_only_while_they_are_the_indexed_file(client, photo_dir, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"root:$6$secret-hash:19000:0:99999:7:::\n")
+    img2, img3, img4 = (ids_of(client, f"img{i}.jpg") for i in (2, 3, 4))
+    (photo_dir / "img2.jpg").unlink()
+    (photo_dir / "img2.jpg").symlink_to(secret)  # the indexed file replaced by a link elsewhere
+    for url in (f"/images/{img2}", f"/images/{img2}/thumb"):
+        r = client.get(url)
+        assert r.status_code == 404 and b"root:" not in r.content, url
+        assert "not served" in r.json()["detail"] or "no longer" in r.json()["detail"]
+    (photo_dir / "img3.jpg").unlink()
+    (photo_dir / "img3.jpg").symlink_to(photo_dir / "img5.jpg")  # another image: not the indexed one
+    assert client.get(f"/images/{img3}").status_code == 404
+    assert client.get(f"/images/{img3}/thumb").status_code == 404
+    os.mkfifo(tmp_path / "fifo")
+    (photo_dir / "img4.jpg").rename(tmp_path / "img4.jpg")
+    (photo_dir / "img4.jpg").symlink_to(tmp_path / "fifo")  # must not block the server
+    assert client.get(f"/images/{img4}").status_code == 404
+    (photo_dir / "img4.jpg").unlink()
+    (photo_dir / "img4.jpg").write_bytes((tmp_path / "img4.jpg").read_bytes())  # the same bytes again
+    r = client.get(f"/images/{img4}")
+    assert r.status_code == 200 and r.content == (tmp_path / "img4.jpg").read_bytes()
+    assert r.headers["content-type"] == "image/jpeg"
+
+
+def test_explain_keeps_its_drawings_out_of_the_index_folder(index_dir):
+    def files() -> set:
+        return {(str(p.relative_to(index_dir)), p.stat().st_size) for p in index_dir.rglob("*") if p.is_file()}
+
+    with TestClient(create_app(index_dir, token=TOKEN, explain_cache_mb=0.05)) as c:
+        ids = [ids_of(c, f"img{i}.jpg") for i in range(4)]
+        before = files()
+        pngs = {}
+        for a in ids:
+            for b in ids:
+                if a != b:
+                    r = c.get(f"/explain?query_id={a}&id={b}")
+                    assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+                    pngs[a, b] = r.content
+        assert files() == before  # nothing written into the index folder
+        cache = c.app.state.drawings
+        assert 0 < cache.bytes <= 0.05 * 1024 * 1024 and len(cache) < len(pngs)  # bounded in bytes
+        a, b = ids[0], ids[1]
+        assert c.get(f"/explain?query_id={a}&id={b}").content == pngs[a, b]
+
+
+def test_paths_are_shown_relative_to_the_indexed_folder(index_dir, photo_dir):
+    with TestClient(create_app(index_dir, token=TOKEN, reload_every=0)) as c:
+        up = c.post("/images", files={"image": ("new one.jpg", jpeg(41), "image/jpeg")}, headers=AUTH)
+        assert up.status_code == 201
+        items = c.get("/images?limit=100")
+        paths = {it["path"] for it in items.json()["items"]}
+        assert paths == {f"img{i}.jpg" for i in range(7)} | {"sub/img7.jpg", "uploads/new_one.jpg"}
+        found = c.post("/search?k=3", files={"image": ("q.jpg", (photo_dir / "img3.jpg").read_bytes(), "image/jpeg")})
+        assert found.json()["results"][0]["path"] == "img3.jpg"
+        by_id = c.get(f"/search?id={ids_of(c, 'img7.jpg')}&k=2")
+        stats = c.get("/stats")
+        assert stats.json()["skipped"] == [{"path": "broken.jpg", "reason": "not a recognised image format"}]
+        for r in (items, found, by_id, stats):
+            assert str(photo_dir.parent) not in r.text and '"/' not in r.text
+    with TestClient(create_app(index_dir, token=TOKEN, show_paths="absolute")) as c:
+        paths = {it["path"] for it in c.get("/images?limit=100").json()["items"]}
+        assert str(photo_dir / "sub" / "img7.jpg") in paths and str(index_dir / "uploads" / "new_one.jpg") in paths
+        assert c.get("/stats").json()["skipped"][0]["path"] == str(photo_dir / "broken.jpg")
+    with pytest.raises(ValueError, match="unknown --show-paths 'full'"):
+        create_app(index_dir, show_paths="full")
+
+
+def test_healthz_alone_follows_another_writer(index_dir, tmp_path):
+    with TestClient(create_app(index_dir, token=TOKEN, reload_every=0.2)) as c:
+        assert c.get("/healthz").json()["images"] == 8
+        more = tmp_path / "more"
+        more.mkdir()
+        for s in (82, 83):
+            Image.fromarray(synthetic_photo(s)).save(more / f"x{s}.jpg")
+        with Index(index_dir) as other:
+            other.add([more])
+        deadline, count = time.monotonic() + 10, None
+        while time.monotonic() < deadline and count != 10:
+            time.sleep(0.1)
+            count = c.get("/healthz").json()["images"]  # no other request in between
+        assert count == 10
+
+
+# -- uploads ---------------------------------------------------------------------------------------
+def test_uploads_keep_their_names_safely_and_uniquely(client, index_dir):
+    def add(name: str, data: bytes) -> dict:
+        r = client.post("/images", files={"image": (name, data, "image/jpeg")}, headers=AUTH)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    add("Holiday photo (1).JPG", jpeg(200))
+    add("../../../etc/evil.jpg", jpeg(201))
+    add("C:\\Users\\me\\evil.jpg", jpeg(202))  # the name is taken: a number is added
+    add(".hidden.jpg", jpeg(203))
+    add("no name", jpeg(204))
+    png = add("looks-like.jpg", _png(205))  # the suffix follows the content
+    assert sorted(p.name for p in (index_dir / "uploads").iterdir()) == [
+        "Holiday_photo_1.jpg", "evil-2.jpg", "evil.jpg", "hidden.jpg", "looks-like.png", "no_name.jpg"]
+    assert client.get(f"/images/{png['id']}").headers["content-type"] == "image/png"
+    assert not (index_dir.parent / "etc").exists()
+
+
+def test_upload_of_indexed_content_answers_the_existing_image(client, index_dir, photo_dir):
+    known = ids_of(client, "img3.jpg")
+    data = (photo_dir / "img3.jpg").read_bytes()
+    r = client.post("/images", files={"image": ("renamed.jpg", data, "image/jpeg")}, headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"id": known, "ids": [known], "added": 0}
+    both = client.post("/images", headers=AUTH, files=[("image", ("a.jpg", data, "image/jpeg")),
+                                                       ("image", ("n.jpg", jpeg(210), "image/jpeg")),
+                                                       ("image", ("n2.jpg", jpeg(210), "image/jpeg"))])
+    body = both.json()
+    assert both.status_code == 201 and body["ids"][0] == known and body["ids"][1] == body["ids"][2]
+    assert body["added"] == 1 and client.get("/healthz").json()["images"] == 9
+    assert sorted(p.name for p in (index_dir / "uploads").iterdir()) == ["n.jpg"]
+
+
+def test_rejected_uploads_leave_nothing_behind(client, index_dir, monkeypatch):
+    from lookalike.engine import runners, writer
+
+    def uploads() -> list:
+        return sorted(p.name for p in (index_dir / "uploads").iterdir()) if (index_dir / "uploads").exists() else []
+
+    # a bad second upload: the first one is not kept either
+    r = client.post("/images", headers=AUTH, files=[("image", ("good.jpg", jpeg(220), "image/jpeg")),
+                                                    ("image", ("bad.jpg", b"not an image", "image/jpeg"))])
+    assert r.status_code == 422 and "bad.jpg" in r.json()["detail"] and uploads() == []
+    # an upload the indexer refuses (after the check): neither kept nor recorded as skipped
+    original = writer.process_batch
+
+    def refusing(*args, **kwargs):
+        return [runners.Result(res.path, res.size, res.mtime, res.digest, error="corrupt image data")
+                if "refused" in res.path else res for res in original(*args, **kwargs)]
+
+    monkeypatch.setattr(writer, "process_batch", refusing)
+    r = client.post("/images", headers=AUTH, files=[("image", ("fine.jpg", jpeg(221), "image/jpeg")),
+                                                    ("image", ("refused.jpg", jpeg(222), "image/jpeg"))])
+    detail = r.json()["detail"]
+    assert r.status_code == 422 and "refused.jpg" in detail and "corrupt image data" in detail, detail
+    assert "\n" not in detail and str(index_dir) not in detail
+    assert uploads() == [] and client.get("/healthz").json()["images"] == 8
+    assert [s["path"] for s in client.get("/stats").json()["skipped"]] == ["broken.jpg"]
+    monkeypatch.setattr(writer, "process_batch", original)
+    # another process holds the write lock: 409, and the upload is not left in the folder
+    with Index(index_dir) as other, other.folder.write_lock():
+        r = client.post("/images", files={"image": ("busy.jpg", jpeg(223), "image/jpeg")}, headers=AUTH)
+        assert r.status_code == 409 and str(index_dir) not in r.json()["detail"]
+    assert uploads() == []
+    assert client.post("/images", files={"image": ("fine.jpg", jpeg(221), "image/jpeg")},
+                       headers=AUTH).status_code == 201
+    assert uploads() == ["fine.jpg"]

@@ -159,3 +159,51 @@ def test_page_search_click_explain_and_add(server, browser, photo_dir, tmp_path)
     browser.find_element(By.ID, "add-btn").click()
     wait.until(EC.text_to_be_present_in_element((By.ID, "status"), "indexed as image #"))
     assert get_json(base + "/healthz")["images"] == 9
+
+    # adding an image that is already indexed (here under another name) names it, adds nothing
+    copy = tmp_path / "copy of img5.jpg"
+    shutil.copy(photo_dir / "img5.jpg", copy)
+    browser.find_element(By.ID, "file").send_keys(str(copy))
+    wait.until(EC.text_to_be_present_in_element((By.ID, "status"), "copy of img5.jpg in"))
+    known = browser.find_elements(By.CSS_SELECTOR, "#results .card")[0]
+    assert known.find_element(By.CLASS_NAME, "name").text == "img5.jpg"
+    browser.find_element(By.ID, "add-btn").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "status"), "already indexed as image #"))
+    assert browser.find_element(By.ID, "status").text == f"already indexed as image #{known.get_attribute('data-id')}"
+    assert get_json(base + "/healthz")["images"] == 9
+
+
+FITS = """
+const button = document.querySelector('#text-form button[type=submit]');
+const r = button.getBoundingClientRect();
+const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+return {width: window.innerWidth, scroll: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
+        left: r.left, right: r.right, height: r.height, visible: hit === button || button.contains(hit)};
+"""
+
+
+@pytest.mark.parametrize("width,height,name", [(1200, 900, "server_wide.png"), (390, 844, "server_phone.png")])
+def test_page_fits_the_screen(server, browser, photo_dir, tmp_path, width, height, name):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _ = server
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+    wait = WebDriverWait(browser, 60)
+    browser.get(base + "/")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "stats"), "8 images"))
+    for stage in ("empty", "results"):
+        if stage == "results":
+            browser.find_element(By.ID, "file").send_keys(str(photo_dir / "img3.jpg"))
+            wait.until(EC.text_to_be_present_in_element((By.ID, "status"), " ms"))
+            browser.find_element(By.CSS_SELECTOR, "#add summary").click()  # the token field shown too
+        fit = browser.execute_script(FITS)
+        if stage == "results":
+            screenshot(browser, tmp_path, name)
+        assert fit["scroll"] <= width, f"{stage}: the page scrolls sideways at {width} px: {fit}"
+        assert fit["width"] == width, fit
+        assert 0 <= fit["left"] and fit["right"] <= width and fit["height"] > 0, f"{stage}: {fit}"
+        assert fit["visible"], f"{stage}: the Search button is covered: {fit}"
+    assert (tmp_path / name).stat().st_size > 10_000

@@ -21,6 +21,9 @@ def serve_cmd(
     max_upload_mb: float = typer.Option(20.0, min=0.001, help="Largest accepted upload, in MB."),
     reload_every: float = typer.Option(2.0, min=0.0, help="Seconds between checks for changes made "
                                                           "by another process (e.g. `lookalike index`)."),
+    show_paths: str = typer.Option("relative", "--show-paths",
+                                   help="How clients see indexed files' paths: 'relative' (to the indexed "
+                                        "files' common folder; uploads as uploads/NAME) or 'absolute'."),
 ) -> None:
     """Serve search over HTTP: a web page at /, the API documented at /docs."""
     import faiss
@@ -34,7 +37,7 @@ def serve_cmd(
 
     chosen = token or os.environ.get("LOOKALIKE_TOKEN")
     application = create_app(index, token=chosen, cors=cors or None, max_upload_mb=max_upload_mb,
-                             reload_every=reload_every)
+                             reload_every=reload_every, show_paths=show_paths)
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning[/]: listening on {host}: other machines can reach this server")
     if not chosen:

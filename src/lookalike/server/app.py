@@ -1,17 +1,20 @@
 """The HTTP API and web page of an index (FastAPI). Build it with ``create_app(index_dir, token=...)``.
 
 Reads (search, images, thumbnails, stats) are open; writes (``POST /images``, ``DELETE /images/ID``)
-need ``Authorization: Bearer TOKEN``. Only files the catalog lists are ever served, looked up by id.
+need ``Authorization: Bearer TOKEN``. Only files the catalog lists are ever served, looked up by id,
+and only while they are still the indexed image (``media.read_indexed``). Paths are shown relative
+to the indexed files' common folder unless ``show_paths="absolute"`` (``paths.PathView``).
 """
 from __future__ import annotations
 
 import importlib.util
+import io
 import logging
 import os
 import threading
+import mimetypes
 import time
 import secrets
-import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, List, Optional
@@ -23,6 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 import numpy as np
+from PIL import Image
 
 from lookalike.version import __version__
 from lookalike.engine.catalog import ImageRow
@@ -31,11 +35,14 @@ from lookalike.errors import BadInputError, BusyError, ImageError, LookalikeErro
 from lookalike.io import decode
 from lookalike.pipelines import parse_steps, rerankers
 from lookalike.server.guards import BodyLimit, SecurityHeaders, token_ok
-from lookalike.server.media import atomic_write, save_upload, thumbnail
+from lookalike.server.media import (ByteCache, NotIndexedFile, Upload, prepare_upload, read_indexed,
+                                    store_upload, thumbnail)
+from lookalike.server.paths import MODES, PathView
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MULTIPART_SLACK = 64 * 1024  # multipart framing around an upload of the maximum size
+EXPLAIN_SIDE = 1024  # images are drawn at most this large in match explanations
 
 
 def explain_available() -> bool:
@@ -45,16 +52,29 @@ def explain_available() -> bool:
 def image_error(e: ImageError) -> HTTPException:
     """400 for images refused by size (decompression bombs), 422 for anything that is no image."""
     big = "bomb" in e.reason or "too large" in e.reason
-    return HTTPException(400 if big else 422, f"not a usable image: {e.reason}")
+    return HTTPException(400 if big else 422, f"{one_line(e.path)}: not a usable image: {e.reason}")
+
+
+def one_line(name: str) -> str:
+    """A client's file name as it may appear in a one-line message."""
+    return " ".join(str(name).split())[:200]
 
 
 def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Optional[List[str]] = None,
-               max_upload_mb: float = 20.0, reload_every: float = 2.0) -> FastAPI:
+               max_upload_mb: float = 20.0, reload_every: float = 2.0, show_paths: str = "relative",
+               explain_cache_mb: float = 32.0) -> FastAPI:
     """The app serving the index in ``index_dir`` (which must exist). ``token`` guards writes
     (generated when None: read it from ``app.state.token``). Raises ``NotFoundError`` without an
     index. Searches run concurrently with the index's one writer (``engine.index``); changes made
-    by another process are followed at most every ``reload_every`` seconds."""
-    idx = Index(index_dir, create=False)
+    by another process are followed at most every ``reload_every`` seconds. ``show_paths``:
+    ``relative`` (to the indexed files' common folder) or ``absolute``. Match drawings are cached
+    in memory, ``explain_cache_mb`` at most."""
+    if show_paths not in MODES:
+        raise BadInputError(f"unknown --show-paths {show_paths!r} (known: {', '.join(MODES)})")
+    idx = Index(os.path.abspath(index_dir), create=False)  # uploads are stored and looked up by absolute path
+    uploads = idx.dir / "uploads"
+    shown = PathView(idx.catalog, str(idx.dir), show_paths)
+    drawings = ByteCache(int(explain_cache_mb * 1024 * 1024))
     follower = Follower(idx, reload_every)
     idx.pipeline.describe([np.full((64, 64, 3), 128, np.uint8)])  # models built before concurrent queries
     max_bytes = int(max_upload_mb * 1024 * 1024)
@@ -67,12 +87,12 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
     app = FastAPIOffline(title="lookalike", version=__version__, lifespan=lifespan,
                   description="Content-based image search: by image, by indexed image, by text.")
     app.state.index, app.state.token, app.state.max_bytes = idx, token or secrets.token_urlsafe(24), max_bytes
-    app.state.follower = follower
+    app.state.follower, app.state.paths, app.state.drawings = follower, shown, drawings
 
     @app.exception_handler(LookalikeError)
     async def lookalike_error(_: Request, e: LookalikeError) -> JSONResponse:
         headers = {"Retry-After": "5"} if isinstance(e, BusyError) else None
-        return JSONResponse({"detail": str(e)}, status_code=e.http_status, headers=headers)
+        return JSONResponse({"detail": shown.text(str(e))}, status_code=e.http_status, headers=headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, e: Exception) -> JSONResponse:
@@ -101,6 +121,12 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
             raise HTTPException(404, f"no indexed image with id {image_id}")
         return row
 
+    def original_bytes(row: ImageRow) -> bytes:
+        try:
+            return read_indexed(row.path, row.size, row.mtime, row.hash)
+        except NotIndexedFile as e:
+            raise HTTPException(404, f"image {row.id} is not served: {e.reason}") from None
+
     def read_upload(f: UploadFile) -> bytes:
         data = f.file.read(max_bytes + 1)
         if len(data) > max_bytes:
@@ -123,6 +149,7 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         """The index's counts, pipeline and sizes, and what this server offers."""
         info = ix.info()
         info.pop("index", None)  # the server's folders are not the client's business
+        info["skipped"] = shown.items(info.get("skipped", []))
         info.update(explain=explain_available(), max_upload_bytes=max_bytes, reloads=follower.reloads)
         return info
 
@@ -152,7 +179,7 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
             rgb = decode(data, image.filename or "<upload>")
         except ImageError as e:
             raise image_error(e) from None
-        return ix.search(rgb, k=k, rotate=rotate, rerank=steps).to_dict()
+        return results(ix.search(rgb, k=k, rotate=rotate, rerank=steps).to_dict())
 
     @app.get("/search", tags=["search"])
     def search_get(text: Optional[str] = Query(None, max_length=1000), id: Optional[int] = Query(None),
@@ -165,7 +192,11 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         if text is not None and not text.strip():
             raise HTTPException(400, "empty text query")
         steps = checked_steps(rerank)
-        return ix.search(text=text, id=id, k=k, rerank=steps).to_dict()
+        return results(ix.search(text=text, id=id, k=k, rerank=steps).to_dict())
+
+    def results(found: dict[str, Any]) -> dict[str, Any]:
+        found["results"] = shown.items(found["results"])
+        return found
 
     # -- images ----------------------------------------------------------------------------------
     @app.get("/images", tags=["images"])
@@ -175,54 +206,97 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         rows = ix.catalog.db.execute("SELECT id, path, width, height FROM images WHERE status='ok' "
                                      "ORDER BY id LIMIT ? OFFSET ?", (limit, offset)).fetchall()
         return {"total": ix.catalog.counts()["ok"], "offset": offset,
-                "items": [{"id": i, "path": p, "width": w, "height": h} for i, p, w, h in rows]}
+                "items": shown.items({"id": i, "path": p, "width": w, "height": h} for i, p, w, h in rows)}
 
-    @app.get("/images/{image_id:int}", tags=["images"])
-    def original(image_id: int) -> FileResponse:
-        """The original file of an indexed image."""
+    @app.get("/images/{image_id:int}", tags=["images"], response_class=Response,
+             responses={200: {"content": {"image/*": {}}}})
+    def original(image_id: int) -> Response:
+        """The original file of an indexed image, while it is still the file that was indexed
+        (same size and content hash); 404 otherwise."""
         row = indexed(image_id)
-        if not os.path.isfile(row.path):
-            raise HTTPException(404, f"the file of image {image_id} is no longer there")
-        return FileResponse(row.path, headers={"Content-Disposition": "inline"})
+        data = original_bytes(row)
+        kind = mimetypes.guess_type(row.path)[0] or ""
+        return Response(data, media_type=kind if kind.startswith("image/") else "application/octet-stream",
+                        headers={"Content-Disposition": "inline"})
 
     @app.get("/images/{image_id:int}/thumb", tags=["images"])
     def thumb(image_id: int) -> FileResponse:
         """A JPEG thumbnail (longest side 256 px), cached in the index folder."""
         row = indexed(image_id)
         try:
-            path = thumbnail(idx.dir / "thumbs", image_id, row.hash, row.path)
+            path = thumbnail(idx.dir / "thumbs", image_id, row.hash, lambda: original_bytes(row))
         except ImageError as e:
             raise HTTPException(404, f"the file of image {image_id} is no longer readable: {e.reason}") from None
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
+    adding = threading.Lock()  # the check for known content and the add that follows, one request at a time
+
+    def known_id(u: Upload) -> Optional[int]:
+        for digest in u.hashes:
+            hit = idx.catalog.by_hash(digest)
+            if hit is not None:
+                return hit[0]
+        return None
+
+    def discard(paths: List[str]) -> None:
+        """Take stored uploads out again: their catalog rows (indexed or error), then the files."""
+        try:
+            rows = [idx.catalog.by_path(p) for p in paths]
+            gone = [row.id for row in rows if row is not None]
+            if gone:
+                idx.remove_ids(gone)
+        finally:
+            for p in paths:
+                Path(p).unlink(missing_ok=True)
+
     @app.post("/images", status_code=201, tags=["images"], dependencies=[Depends(writer)])
     def add_images(image: List[UploadFile] = File(..., description="one or more image files")) -> JSONResponse:
-        """Store uploads under INDEX/uploads/ (named by content hash) and index them.
-        201 when something new was indexed, 200 when every upload was already there."""
-        paths = []
+        """Store uploads under INDEX/uploads/ under their own file names (made safe; ``-2``, ``-3``...
+        when taken) and index them: 201 when something new was indexed. An upload whose content is
+        already indexed (under any path) is not stored again: its answer is the existing image's id
+        (200 when that holds for every upload). When an upload cannot be indexed, none of the
+        request's uploads is kept (422)."""
+        prepared = []
         for f in image:
             try:
-                paths.append(str(save_upload(idx.dir / "uploads", read_upload(f), f.filename or "<upload>")))
+                prepared.append(prepare_upload(read_upload(f), f.filename or "upload"))
             except ImageError as e:
                 raise image_error(e) from None
-        rep = idx.add(paths)
-        failed = dict(rep.failed)
-        ids = []
-        for p in paths:
-            row = idx.catalog.by_path(p)
-            if p in failed or row is None or row.status != "ok":
-                raise HTTPException(422, f"could not index the upload: {failed.get(p, 'unknown error')}")
-            ids.append(row.id)
-        return JSONResponse({"id": ids[0], "ids": ids, "added": rep.added},
-                            status_code=201 if rep.added or rep.updated else 200)
+        with adding:
+            plan: List[Any] = []  # per upload: the id of the indexed image, or the key of a new one
+            new: dict[str, Upload] = {}
+            for u in prepared:
+                hit = known_id(u)
+                if hit is None:
+                    new.setdefault(u.hashes[0], u)  # the same content twice in one request: stored once
+                plan.append(("id", hit) if hit is not None else ("new", u.hashes[0]))
+            stored: dict[str, str] = {}
+            try:
+                for key, u in new.items():
+                    stored[key] = os.path.abspath(store_upload(uploads, u))
+                rep = idx.add(list(stored.values())) if stored else None
+            except BaseException:
+                discard(list(stored.values()))
+                raise
+            failed = dict(rep.failed) if rep else {}
+            rows = {key: idx.catalog.by_path(p) for key, p in stored.items()}
+            bad = [key for key, row in rows.items() if row is None or row.status != "ok" or stored[key] in failed]
+            if bad:
+                discard(list(stored.values()))
+                reason = failed.get(stored[bad[0]]) or (rows[bad[0]].error if rows[bad[0]] else None)
+                raise HTTPException(422, f"{one_line(new[bad[0]].client_name)}: could not index the upload "
+                                         f"({reason or 'not indexed'}); nothing was added")
+        ids = [value if kind == "id" else rows[value].id for kind, value in plan]
+        added = rep.added if rep else 0
+        return JSONResponse({"id": ids[0], "ids": ids, "added": added},
+                            status_code=201 if rep and (rep.added or rep.updated) else 200)
 
     @app.delete("/images/{image_id:int}", status_code=204, tags=["images"], dependencies=[Depends(writer)])
     def delete_image(image_id: int) -> Response:
         """Remove an image from the index; a file the server stored under uploads/ is deleted too."""
         row = indexed(image_id)
         idx.remove_ids([image_id])
-        uploads = (idx.dir / "uploads").resolve()
-        if Path(row.path).resolve().parent == uploads:
+        if Path(row.path).resolve().parent == uploads.resolve():
             Path(row.path).unlink(missing_ok=True)
         return Response(status_code=204)
 
@@ -230,21 +304,26 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
     @app.get("/explain", tags=["search"], response_class=Response,
              responses={200: {"content": {"image/png": {}}}})
     def explain_match(query_id: int, id: int) -> Response:
-        """A PNG of the spatially verified local-feature matches between two indexed images."""
+        """A PNG of the spatially verified local-feature matches between two indexed images
+        (cached in memory, not in the index folder)."""
         if not explain_available():
             raise HTTPException(501, "match explanations are not available in this installation")
-        from lookalike.features.local.explain import explain
+        from lookalike.features.local.explain import explain_images
 
         q, r = indexed(query_id), indexed(id)
-        out = idx.dir / "explain" / f"{q.id}-{r.id}-{(q.hash or '')[:10]}-{(r.hash or '')[:10]}.png"
-        if not out.exists():
-            with tempfile.TemporaryDirectory(dir=idx.dir) as tmp:
-                try:
-                    explain(q.path, r.path, Path(tmp) / "m.png")
-                except ImageError as e:
-                    raise HTTPException(404, f"cannot read an image: {e}") from None
-                atomic_write(out, (Path(tmp) / "m.png").read_bytes())
-        return FileResponse(out, media_type="image/png")
+        key = (q.id, r.id, q.hash, r.hash)
+        png = drawings.get(key)
+        if png is None:
+            try:
+                a, b = (decode(original_bytes(row), f"image {row.id}", max_side=EXPLAIN_SIDE) for row in (q, r))
+            except ImageError as e:
+                raise HTTPException(404, f"cannot read an image: {e.reason}") from None
+            canvas, _ = explain_images(a, b)
+            buf = io.BytesIO()
+            Image.fromarray(canvas).save(buf, "PNG")
+            png = buf.getvalue()
+            drawings.put(key, png)
+        return Response(png, media_type="image/png")
 
     return app
 

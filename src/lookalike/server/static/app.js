@@ -130,7 +130,7 @@ async function addToIndex() {
   form.append("image", state.file, state.file.name || "pasted.png");
   try {
     const res = await call("/images", { method: "POST", body: form, headers: { Authorization: `Bearer ${token}` } });
-    setStatus(`indexed as image #${res.id}`);
+    setStatus(res.added ? `indexed as image #${res.id}` : `already indexed as image #${res.id}`);
     loadStats();
   } catch (e) { setStatus(`adding failed: ${e.message}`, true); }
 }
