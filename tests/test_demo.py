@@ -11,7 +11,7 @@ def test_sample_collection_and_queries(tmp_path, capsys):
     assert len(originals) >= 8
     demo.main(["--data", str(data), "--index", str(tmp_path / "idx"), "--pipeline", "color", "-k", "3"])
     out = capsys.readouterr().out
-    assert "spend" in out and "query:" in out
+    assert "took" in out and "query:" in out
     idx = Index(tmp_path / "idx")
     for q in sorted((data / "queries").glob("*_crop.jpg"))[:5]:
         name = q.name.replace("_crop.jpg", "")

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         for h in res.hits:
             table.add_row(str(h.rank), f"{h.score:.4f}", h.path)
         con.print(table)
-        con.print(f"spend {res.took_ms / 1000:.4f} s")
+        con.print(f"took {res.took_ms / 1000:.4f} s")
     idx.close()
 
 
