@@ -66,7 +66,7 @@ def test_captions_file_import(indexed, tmp_path):
 
 def test_trained_bridge_takes_descriptor_and_classes(tmp_path):
     """``tag --train-bridge`` learns from the index's captions; later images get bridge vectors too."""
-    from lookalike.text.bridge import TextBridge
+    from lookalike.text.bridges import Bridges
     from lookalike.text.plugin import text_index
 
     root = tmp_path / "photos"
@@ -79,10 +79,13 @@ def test_trained_bridge_takes_descriptor_and_classes(tmp_path):
     idx.add([root])
     res = CliRunner().invoke(app, ["tag", "--index", str(idx.dir), "--train-bridge"])
     assert res.exit_code == 0, res.output
-    assert TextBridge.load(idx.dir).config.class_inputs == 1000
+    bridges = Bridges.load(idx.dir)
+    assert set(bridges.heads) == {"minilm", "use"} and bridges.config.class_inputs == 1000
     Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(root / "late.jpg")
     idx = lookalike.open(tmp_path / "idx")
     idx.add([root / "late.jpg"])
     ti = text_index(idx)
     _, cov = ti.vector_scores("bridge", np.ones((1, 384), np.float32), ti.image_ids())
+    assert cov.all() and len(cov) == 4
+    _, cov = ti.vector_scores("bridge_use", np.ones((1, 512), np.float32), ti.image_ids())
     assert cov.all() and len(cov) == 4

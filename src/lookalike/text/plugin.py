@@ -19,8 +19,8 @@ import numpy as np
 from .. import api
 from ..eval import runner as eval_runner
 from ..pipeline import GEM_DEEP, PIPELINES, Pipeline
-from .bridge import BRIDGE_FILE, TextBridge, class_probs
-from .classes import prompt_embeddings
+from .bridge import BRIDGE_FILE, class_probs
+from .bridges import Bridges, train_bridges
 from .evaluate import evaluate_text
 from .sources import WEIGHTS, TextEntry, gather_texts, load_captions
 from .store import TextIndex
@@ -31,12 +31,13 @@ REPLACED_ON_UPDATE = ("filename", "meta", "caption", "ocr")  # user tags survive
 
 @PIPELINES.register("text")
 def _text_pipeline(**_: Any) -> Pipeline:
-    """GeM image features (as ``gem``) plus text search: keywords, MiniLM meaning, zero-shot classes, learned bridge."""
+    """GeM image features (as ``gem``) plus text search: keywords, sentence meaning, zero-shot classes, learned bridge."""
     from ..features.deep import DeepExtractor
 
     return Pipeline("text", DeepExtractor(**GEM_DEEP), supports_text=True,
-                    description="EfficientNet-Lite2 GeM for images; text by keyword (FTS5), MiniLM, "
-                                "zero-shot ImageNet classes and a learned image→text bridge")
+                    description="EfficientNet-Lite2 GeM for images; text in any of 16 languages by keyword "
+                                "(FTS5, jieba words), meaning (USE multilingual, MiniLM), zero-shot ImageNet "
+                                "classes and a learned image→text bridge")
 
 
 def _captions(index: "api.Index") -> dict[str, list[str]] | None:
@@ -53,7 +54,7 @@ def _captions(index: "api.Index") -> dict[str, list[str]] | None:
     return cache[path]
 
 
-def _bridge(index: "api.Index") -> TextBridge | None:
+def _bridge(index: "api.Index") -> Bridges | None:
     f = Path(index.dir) / BRIDGE_FILE
     if not f.exists():
         return None
@@ -61,7 +62,7 @@ def _bridge(index: "api.Index") -> TextBridge | None:
     key = f.stat().st_mtime_ns
     if key not in cache:
         cache.clear()
-        cache[key] = TextBridge.load(f)
+        cache[key] = Bridges.load(f)
     return cache[key]
 
 
@@ -93,7 +94,7 @@ def index_text(index: "api.Index", db: Any, image_id: int, path: str, vector: np
     if bridge is not None and vector is not None and len(vector) == bridge.in_dim:
         probs = None if logits is None else class_probs(logits)
         if probs is not None or not bridge.config.class_inputs:
-            ti.set_vectors("bridge", [image_id], bridge.project(np.asarray(vector)[None], probs))
+            bridge.store(ti, [image_id], np.asarray(vector)[None], probs)
 
 
 def supports_text(index: "api.Index") -> bool:
@@ -150,12 +151,10 @@ def _rows(stored: dict[int, np.ndarray], ids) -> np.ndarray:
     return np.stack([stored.get(int(i), none) for i in ids])
 
 
-def train_bridge(index: "api.Index", sources: tuple[str, ...] = ("caption", "tag", "meta")) -> tuple[TextBridge, int]:
-    """Train the bridge on the index's own texts (captions, tags, metadata), raw descriptors and
-    class probabilities, save it as ``text_bridge.npz`` and store every image's bridge vector.
-    Returns (bridge, #texts)."""
-    from .encoder import sentence_encoder
-
+def train_bridge(index: "api.Index", sources: tuple[str, ...] = ("caption", "tag", "meta")) -> tuple[Bridges, int]:
+    """Train the bridges (``bridges``) on the index's own texts (captions, tags, metadata), raw
+    descriptors and class probabilities, save them as ``text_bridge.npz`` and store every image's
+    bridge vectors. Returns (bridges, #texts)."""
     ti = TextIndex(index.catalog.db)
     q = ",".join("?" * len(sources))
     rows = ti.db.execute(f"SELECT image_id, text FROM text_entries WHERE source IN ({q})", sources).fetchall()
@@ -165,12 +164,12 @@ def train_bridge(index: "api.Index", sources: tuple[str, ...] = ("caption", "tag
         raise ValueError("training the bridge needs texts (captions, tags) on at least 2 indexed images")
     order = sorted(vecs)
     pos = {i: j for j, i in enumerate(order)}
-    enc, probs = sentence_encoder(), _stored_class_probs(ti)
-    bridge = TextBridge().fit(np.stack([vecs[i] for i in order]), enc.encode([t for _, t in rows]),
-                              np.array([pos[i] for i, _ in rows]), _rows(probs, order), prompt_embeddings(enc))
+    probs = _stored_class_probs(ti)
+    bridge = train_bridges(np.stack([vecs[i] for i in order]), [t for _, t in rows],
+                           np.array([pos[i] for i, _ in rows]), _rows(probs, order))
     bridge.save(Path(index.dir) / BRIDGE_FILE)
     for ids, raw in index.catalog.iter_vectors():
-        ti.set_vectors("bridge", ids, bridge.project(raw, _rows(probs, ids)))
+        bridge.store(ti, ids, raw, _rows(probs, ids))
     return bridge, len(rows)
 
 
