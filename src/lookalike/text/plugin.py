@@ -125,7 +125,7 @@ def text_index(index: "api.Index") -> TextIndex | None:
     if index.catalog.readonly and db.execute(
             "SELECT 1 FROM sqlite_master WHERE name='text_vectors'").fetchone() is None:
         return None
-    return TextIndex(db)
+    return TextIndex.shared(db)
 
 
 def _search(index: "api.Index", text: str, k: int) -> tuple[np.ndarray, np.ndarray]:

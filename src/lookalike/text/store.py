@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -70,6 +71,10 @@ TOP_CLASSES = 20  # class probabilities kept per image
 AUTO_TAGS = 5  # of which the best are also stored as "class" text entries (keyword search, display)
 
 
+_SHARED: dict[int, tuple[sqlite3.Connection, "TextIndex"]] = {}
+_shared_lock = threading.Lock()
+
+
 class TextIndex:
     """Text search over one SQLite database (a path, or a connection shared with the catalog)."""
 
@@ -81,8 +86,29 @@ class TextIndex:
         if encoder is not None:
             self._encoders[getattr(encoder, "space", MINILM)] = encoder
         self.tq = {**ZERO_SHOT_T, **(zero_shot_temperature or {})}
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[Any, Any] = {}
+        self._state: tuple[int, int] | None = None
         self.v2 = self.ensure_schema(self.db)
+
+    @classmethod
+    def shared(cls, db: sqlite3.Connection) -> "TextIndex":
+        """One TextIndex per connection, kept across calls so that its matrices (classes, vectors,
+        entry embeddings) are built once; they are rebuilt after any change to the database, by
+        this connection (``total_changes``) or another (``PRAGMA data_version``)."""
+        key = (db.total_changes, db.execute("PRAGMA data_version").fetchone()[0])
+        with _shared_lock:
+            hit = _SHARED.get(id(db))
+            if hit is not None and hit[0] is db:
+                ti = hit[1]
+                if ti._state != key:
+                    ti._changed()
+            else:
+                ti = cls(db)
+                if len(_SHARED) > 64:
+                    _SHARED.clear()
+                _SHARED[id(db)] = (db, ti)
+            ti._state = (db.total_changes, db.execute("PRAGMA data_version").fetchone()[0])
+        return ti
 
     @staticmethod
     def ensure_schema(db: sqlite3.Connection) -> bool:
