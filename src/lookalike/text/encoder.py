@@ -98,15 +98,24 @@ class SentenceEncoder:
         self.name = self.path.name if path is not None else "all-MiniLM-L6-v2"
         self.max_length, self.batch_size = max_length, batch_size
         onnx_path = cache_dir() / "models" / f"{self.name}-pooled.onnx"
+        opt_path = onnx_path.with_name(onnx_path.stem + "-opt.onnx")
+        import onnxruntime as ort
+
         with _export_lock:
             if not onnx_path.exists():
                 _export_minilm(self.path, onnx_path)
-        import onnxruntime as ort
-
+            if not opt_path.exists():  # graph optimised once and saved: later loads skip that work
+                o = ort.SessionOptions()
+                o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+                tmp = opt_path.with_name(opt_path.name + f".{os.getpid()}.tmp")
+                o.optimized_model_filepath = str(tmp)
+                ort.InferenceSession(str(onnx_path), o, providers=["CPUExecutionProvider"])
+                os.replace(tmp, opt_path)
         opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        self._sess = ort.InferenceSession(str(opt_path), opts, providers=["CPUExecutionProvider"])
         self._tok = Tokenizer.from_file(str(self.path / "tokenizer.json"))
         self._tok.enable_truncation(max_length)
         self._tok.enable_padding(pad_id=0, pad_token="[PAD]")
