@@ -177,6 +177,12 @@ def _load_use(folder: Path, threads: int):
     meta = pickle.loads((folder / "meta.pkl").read_bytes())
     be = NumpyBackend.__new__(NumpyBackend)
     be.sp, be.threads, be._threadpool = meta["sp"], threads, None
+    try:  # as the package does: BLAS limited to ``threads`` while encoding (one thread is fastest)
+        from threadpoolctl import ThreadpoolController
+
+        be._threadpool = ThreadpoolController().limit
+    except Exception:  # noqa: BLE001
+        pass
     for a in _USE_ARRAYS:
         setattr(be, a, np.load(folder / f"{a}.npy", mmap_mode="r" if a == "table" else None))
     for a in _USE_LISTS:

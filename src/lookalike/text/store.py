@@ -305,16 +305,23 @@ class TextIndex:
                         space: str = USE) -> tuple[np.ndarray, np.ndarray]:
         """(Q, N) best weighted cosine between the query and an image's texts; and which images have any."""
         ids = self.image_ids() if ids is None else ids
-        img, w, E = self._entry_matrix(space)
-        out = np.full((len(qvecs), len(ids)), -np.inf, np.float32)
-        if len(img):
+        key = ("entries_by_image", space, ids.tobytes())
+        if key not in self._cache:  # the entries of the images in ``ids``, grouped by image
+            img, w, E = self._entry_matrix(space)
             pos = np.searchsorted(ids, img)
-            ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == img)
-            if ok.any():
-                sims = (np.asarray(qvecs, np.float32) @ E[ok].T) * w[ok]
-                np.maximum.at(out.T, pos[ok], sims.T)  # per image: its best entry
-        covered = np.isfinite(out[0]) if len(out) else np.zeros(len(ids), bool)
-        return np.where(np.isfinite(out), out, 0.0), covered
+            ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == img) if len(img) else np.zeros(0, bool)
+            order = np.argsort(pos[ok], kind="stable")
+            p = pos[ok][order]
+            starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]]) if len(p) else np.zeros(0, np.int64)
+            self._cache[key] = (np.ascontiguousarray(E[ok][order]), w[ok][order], starts, p[starts])
+        E, w, starts, where = self._cache[key]
+        out = np.zeros((len(qvecs), len(ids)), np.float32)
+        covered = np.zeros(len(ids), bool)
+        if len(E):
+            sims = (np.asarray(qvecs, np.float32) @ E.T) * w
+            out[:, where] = np.maximum.reduceat(sims, starts, axis=1)  # per image: its best entry
+            covered[where] = True
+        return out, covered
 
     def class_matrix(self, ids: np.ndarray | None = None) -> np.ndarray:
         """(N, 1000) sparse class probabilities, flattened (√p) and L2-normalised per row."""
@@ -343,8 +350,14 @@ class TextIndex:
         """(Q, N): cosine between the query's class distribution, softmax(sim(query, class) / T),
         and each image's (sparse, top-k, √-flattened) classifier distribution."""
         P = self.class_matrix(ids)
+        key = ("classes_sparse", self._cache["classes_key"])
+        if key not in self._cache:  # each image's stored classes only: a gather instead of a dense product
+            k = min(TOP_CLASSES, P.shape[1])
+            top = np.argpartition(-P, k - 1, axis=1)[:, :k] if len(P) else np.zeros((0, k), np.int64)
+            self._cache[key] = (top, np.take_along_axis(P, top, axis=1))
+        top, vals = self._cache[key]
         W = softmax(self.class_similarity(qvecs, space) / self.tq[space])
-        return W @ P.T, P.any(axis=1)
+        return np.einsum("qnk,nk->qn", W[:, top], vals), P.any(axis=1)
 
     def vector_scores(self, kind: str, qvecs: np.ndarray, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(Q, N) cosine between query vectors and the images' ``kind`` vectors."""
