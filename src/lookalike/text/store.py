@@ -270,14 +270,15 @@ class TextIndex:
         if key not in self._cache:
             q = ",".join("?" * len(SEMANTIC_SOURCES))
             if space == MINILM:
-                sql = f"SELECT id, image_id, weight, text, emb FROM text_entries WHERE source IN ({q})"
+                sql = f"SELECT id, image_id, weight, text, emb FROM text_entries WHERE source IN ({q}) ORDER BY image_id"
                 args: tuple = SEMANTIC_SOURCES
             else:
                 if not self.v2:
                     self._cache[key] = (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 1), np.float32))
                     return self._cache[key]
                 sql = (f"SELECT e.id, e.image_id, e.weight, e.text, v.emb FROM text_entries e LEFT JOIN "
-                       f"text_entry_emb v ON v.entry_id = e.id AND v.space = ? WHERE e.source IN ({q})")
+                       f"text_entry_emb v ON v.entry_id = e.id AND v.space = ? WHERE e.source IN ({q}) "
+                       "ORDER BY e.image_id")
                 args = (space, *SEMANTIC_SOURCES)
             rows = self.db.execute(sql, args).fetchall()
             missing = [(r[0], r[3]) for r in rows if r[4] is None]
@@ -295,9 +296,12 @@ class TextIndex:
                 except sqlite3.OperationalError:  # read-only database: keep them in memory only
                     pass
             dim = (len(rows[0][4]) // 2 if rows[0][4] is not None else len(extra[rows[0][0]])) if rows else 1
-            E = np.zeros((len(rows), dim), np.float32)
-            for j, (eid, _, _, _, blob) in enumerate(rows):
-                E[j] = np.frombuffer(blob, np.float16) if blob is not None else extra[eid]
+            if rows and not extra and all(len(r[4]) == 2 * dim for r in rows):
+                E = np.frombuffer(b"".join(r[4] for r in rows), np.float16).reshape(len(rows), dim).astype(np.float32)
+            else:
+                E = np.zeros((len(rows), dim), np.float32)
+                for j, (eid, _, _, _, blob) in enumerate(rows):
+                    E[j] = np.frombuffer(blob, np.float16) if blob is not None else extra[eid]
             self._cache[key] = (np.array([r[1] for r in rows], np.int64), np.array([r[2] for r in rows], np.float32), E)
         return self._cache[key]
 
@@ -310,10 +314,13 @@ class TextIndex:
             img, w, E = self._entry_matrix(space)
             pos = np.searchsorted(ids, img)
             ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == img) if len(img) else np.zeros(0, bool)
-            order = np.argsort(pos[ok], kind="stable")
-            p = pos[ok][order]
-            starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]]) if len(p) else np.zeros(0, np.int64)
-            self._cache[key] = (np.ascontiguousarray(E[ok][order]), w[ok][order], starts, p[starts])
+            if not ok.all():
+                E, w, pos = E[ok], w[ok], pos[ok]
+            if len(pos) > 1 and (np.diff(pos) < 0).any():  # rows come ordered by image: normally no copy
+                order = np.argsort(pos, kind="stable")
+                E, w, pos = E[order], w[order], pos[order]
+            starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]]) if len(pos) else np.zeros(0, np.int64)
+            self._cache[key] = (E, w, starts, pos[starts])
         E, w, starts, where = self._cache[key]
         out = np.zeros((len(qvecs), len(ids)), np.float32)
         covered = np.zeros(len(ids), bool)
@@ -329,11 +336,12 @@ class TextIndex:
         key = ("classes", ids.tobytes())
         if self._cache.get("classes_key") != key:
             P = np.zeros((len(ids), 1000), np.float32)
-            pos = {int(i): j for j, i in enumerate(ids)}
-            for iid, c, p in self.db.execute("SELECT image_id, class_id, prob FROM text_classes"):
-                j = pos.get(int(iid))
-                if j is not None:
-                    P[j, c] = p
+            rows = self.db.execute("SELECT image_id, class_id, prob FROM text_classes").fetchall()
+            if rows and len(ids):
+                iid, c, p = (np.array(col) for col in zip(*rows))
+                j = np.minimum(np.searchsorted(ids, iid), len(ids) - 1)
+                ok = ids[j] == iid
+                P[j[ok], c[ok].astype(np.int64)] = p[ok]
             np.sqrt(P, out=P)
             P /= np.maximum(np.linalg.norm(P, axis=1, keepdims=True), 1e-12)
             self._cache["classes_key"], self._cache["classes"] = key, P
@@ -364,15 +372,16 @@ class TextIndex:
         ids = self.image_ids() if ids is None else ids
         ck = ("vec", kind, ids.tobytes())
         if self._cache.get(("veckey", kind)) != ck:
-            pos = {int(i): j for j, i in enumerate(ids)}
             rows = self.db.execute("SELECT image_id, vec FROM text_vectors WHERE kind=?", (kind,)).fetchall()
             dim = len(rows[0][1]) // 4 if rows else 1
             V = np.zeros((len(ids), dim), np.float32)
             cov = np.zeros(len(ids), bool)
-            for iid, blob in rows:
-                j = pos.get(int(iid))
-                if j is not None:
-                    V[j], cov[j] = np.frombuffer(blob, np.float32), True
+            if rows and len(ids) and all(len(r[1]) == 4 * dim for r in rows):
+                iid = np.array([r[0] for r in rows], np.int64)
+                M = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), dim)
+                j = np.minimum(np.searchsorted(ids, iid), len(ids) - 1)
+                ok = ids[j] == iid
+                V[j[ok]], cov[j[ok]] = M[ok], True
             self._cache[("veckey", kind)], self._cache[("vec", kind)] = ck, (V, cov)
         V, cov = self._cache[("vec", kind)]
         return np.asarray(qvecs, np.float32) @ V.T, cov
