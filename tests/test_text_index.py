@@ -127,3 +127,10 @@ def test_readable_scores_and_min_score(ti):
     s, ids = ti.search("hotel", 5, min_score=0.5)
     assert list(ids) == [4]
     assert len(ti.search("zzzqqq", 5, min_score=NO_MATCH)[1]) == 0
+
+
+def test_entry_embeddings_are_stored_once(ti):
+    assert ti.embed_entries() == 5  # caption, filename, meta, caption, ocr (semantic sources)
+    n = ti.db.execute("SELECT count(*) FROM text_entry_emb WHERE space='use'").fetchone()[0]
+    assert n == 5
+    assert ti.db.execute("SELECT count(*) FROM text_entries WHERE emb IS NOT NULL").fetchone()[0] == 5

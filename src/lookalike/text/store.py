@@ -305,6 +305,14 @@ class TextIndex:
             self._cache[key] = (np.array([r[1] for r in rows], np.int64), np.array([r[2] for r in rows], np.float32), E)
         return self._cache[key]
 
+    def embed_entries(self, spaces: Sequence[str] = SPACES) -> int:
+        """Compute and store the missing embeddings of the semantic entries in ``spaces`` now, in
+        batches (otherwise the first query does it). Returns the number of entries."""
+        n = 0
+        for sp in spaces:
+            n = len(self._entry_matrix(sp)[0])
+        return n
+
     def semantic_scores(self, qvecs: np.ndarray, ids: np.ndarray | None = None,
                         space: str = USE) -> tuple[np.ndarray, np.ndarray]:
         """(Q, N) best weighted cosine between the query and an image's texts; and which images have any."""
