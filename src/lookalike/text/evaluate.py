@@ -24,8 +24,9 @@ from ..eval.dataset import Dataset
 from ..eval.metrics import ranked_relevance, summarise
 from ..pipeline import GEM_DEEP
 from ..runners import LocalRunner, process_batch
-from .bridge import BridgeConfig, TextBridge, class_probs
+from .bridge import TextBridge, class_probs
 from .classes import prompt_embeddings
+from .bridges import bridge_config
 from .encoder import MINILM, SPACES, encoder_for, query_spaces
 from .store import TextIndex
 
@@ -124,7 +125,7 @@ def evaluate_text(ds: Dataset, spec: str, options: dict[str, Any], holdout_last:
             have = np.array([sp in query_spaces(t) for t in train_texts], bool)
             if not any(sp in query_spaces(q.text or "") for q in queries) or have.sum() < 2:
                 continue
-            bridge = TextBridge(BridgeConfig()).fit(X[:n - holdout_last], train_vecs[sp][have], owner[have],
+            bridge = TextBridge(bridge_config(sp)).fit(X[:n - holdout_last], train_vecs[sp][have], owner[have],
                                                     C[:n - holdout_last], prompt_embeddings(ti.encoder_for(sp)))
             ti.set_vectors("bridge" if sp == MINILM else f"bridge_{sp}", ids, bridge.project(X[ids], C[ids]))
         methods += ("bridge",)
