@@ -66,8 +66,8 @@ def test_captions_file_import(indexed, tmp_path):
 
 def test_trained_bridge_takes_descriptor_and_classes(tmp_path):
     """``tag --train-bridge`` learns from the index's captions; later images get bridge vectors too."""
-    from lookalike.text.bridge import TextBridge
     from lookalike.pipelines.text import TextExtension
+    from lookalike.text.bridges import Bridges
 
     root = tmp_path / "photos"
     root.mkdir()
@@ -79,10 +79,33 @@ def test_trained_bridge_takes_descriptor_and_classes(tmp_path):
     idx.add([root])
     res = CliRunner().invoke(app, ["tag", "--index", str(idx.dir), "--train-bridge"])
     assert res.exit_code == 0, res.output
-    assert TextBridge.load(idx.dir).config.class_inputs == 1000
+    bridges = Bridges.load(idx.dir)
+    assert set(bridges.heads) == {"minilm", "use"} and bridges.config.class_inputs == 1000
     Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(root / "late.jpg")
     idx = lookalike.open(tmp_path / "idx")
     idx.add([root / "late.jpg"])
     ti = TextExtension.reader(idx.catalog.db)
     _, cov = ti.vector_scores("bridge", np.ones((1, 384), np.float32), ti.image_ids())
     assert cov.all() and len(cov) == 4
+    _, cov = ti.vector_scores("bridge_use", np.ones((1, 512), np.float32), ti.image_ids())
+    assert cov.all() and len(cov) == 4
+
+
+def test_scores_are_readable_and_min_score_filters(indexed):
+    """Text scores run 0–1; a nonsense query stays below the "no match" level and ``--min-score`` drops it."""
+    import json
+
+    from lookalike.text.scale import NO_MATCH
+
+    idx, root = indexed
+    hits = idx.search(text="lighthouse", k=4).hits
+    assert hits[0].path == str(root / "coast.jpg") and 0.8 <= hits[0].score <= 1.0
+    assert all(0.0 <= h.score <= 1.0 for h in hits)
+    assert max(h.score for h in idx.search(text="zzzqqq", k=4).hits) < NO_MATCH
+    res = CliRunner().invoke(app, ["search", "--index", str(idx.dir), "--text", "zzzqqq", "--min-score",
+                                   str(NO_MATCH), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["results"] == []
+    res = CliRunner().invoke(app, ["search", "--index", str(idx.dir), "--text", "lighthouse", "--min-score", "0.5",
+                                   "--json"])
+    assert [r["path"] for r in json.loads(res.output)["results"]] == [str(root / "coast.jpg")]

@@ -1,5 +1,6 @@
-"""TextIndex: keyword (English words, Chinese trigram and short CJK), tags, removal, zero-shot,
-vectors and fusion, with a small bag-of-words encoder standing in for MiniLM."""
+"""TextIndex: keyword (English words, Chinese words and phrases), tags, removal, zero-shot,
+vectors, fusion and the readable score scale, with a small bag-of-words encoder standing in for
+MiniLM (the multilingual USE encoder is the installed one)."""
 from __future__ import annotations
 
 import re
@@ -48,7 +49,9 @@ def test_keyword_finds_each_source(ti):
     assert top(ti, "dogs", methods=("keyword",)) == 1  # porter stemming
     assert top(ti, "hotel", methods=("keyword",)) == 4
     assert top(ti, "沙发上", methods=("keyword",)) == 3  # trigram
-    assert top(ti, "猫", methods=("keyword",)) == 3  # one CJK character: substring scan
+    assert top(ti, "猫", methods=("keyword",)) == 3  # one CJK character: a jieba word of the caption
+    assert top(ti, "那只猫睡得很香", methods=("keyword",)) == 3  # words of a sentence: 猫, 睡
+    assert ti.keyword_scores("狗").max() == 0  # no caption holds the word
     s = ti.keyword_scores("fox")
     assert (s > 0).sum() == 1
 
@@ -78,7 +81,8 @@ def test_zero_shot_and_chinese_query(ti):
     ti.set_classes([10, 11], logits)
     assert top(ti, "sports car", methods=("zeroshot",)) == 11
     assert top(ti, "cat", methods=("zeroshot",)) == 10
-    assert top(ti, "猫", methods=("zeroshot",)) == 10  # through the glossary
+    assert top(ti, "猫", methods=("zeroshot",)) == 10  # multilingual encoder
+    assert top(ti, "一辆跑车", methods=("zeroshot",)) == 11
     assert [e.text for e in ti.entries(10)][0] == "tabby cat"  # automatic tag, weight = probability
     assert ti.entries(10)[0].weight > 0.9
 
@@ -97,3 +101,37 @@ def test_fusion_rules():
     assert np.allclose(z[0, :3], [-1.2247, 0, 1.2247], atol=1e-3) and z[0, 3] == z[0, 0]
     f = fuse({"keyword": (np.array([[0.0, 4.0, 2.0]]), None)}, {"keyword": 2.0})
     assert np.allclose(f, [[0.0, 2.0, 1.0]])
+
+
+def test_chinese_query_finds_chinese_caption_tag_and_ocr(ti):
+    ti.add(5, [TextEntry("ocr", "欢迎光临 北京饭店")])
+    ti.add_tag(6, "生日聚会")
+    ti.add(7, [TextEntry("caption", "两个孩子在公园里放风筝")])
+    assert top(ti, "饭店", methods=("keyword",)) == 5  # OCR word
+    assert top(ti, "聚会", methods=("keyword",)) == 6  # tag word
+    assert top(ti, "放风筝的孩子", methods=("keyword",)) == 7  # caption words, not the exact phrase
+    assert top(ti, "风筝") == 7  # hybrid (keyword + semantic + ...)
+    # across languages in the multilingual space: an English query finds the Chinese caption
+    q = "children flying a kite in the park"
+    ids, S = ti.score([q], methods=("semantic",), query_vectors={"use": ti.encoder_for("use").encode([q])})
+    assert ids[np.argmax(S[0])] == 7
+
+
+def test_readable_scores_and_min_score(ti):
+    from lookalike.text.scale import NO_MATCH
+
+    s, ids = ti.search("hotel", 3)
+    assert ids[0] == 4 and s[0] >= 0.8 and np.all(np.diff(s) <= 0) and np.all((s >= 0) & (s <= 1))
+    s, _ = ti.search("zzzqqq", 3)
+    assert s.max() < NO_MATCH
+    s, ids = ti.search("hotel", 5, min_score=0.5)
+    assert list(ids) == [4]
+    assert len(ti.search("zzzqqq", 5, min_score=NO_MATCH)[1]) == 0
+
+
+def test_entry_embeddings_are_stored_once(ti):
+    assert ti.embed_missing() == 10  # caption, filename, meta, caption, ocr (semantic sources), in 2 spaces
+    assert ti.embed_missing() == 0
+    n = ti.db.execute("SELECT count(*) FROM text_entry_emb WHERE space='use'").fetchone()[0]
+    assert n == 5
+    assert ti.db.execute("SELECT count(*) FROM text_entries WHERE emb IS NOT NULL").fetchone()[0] == 5

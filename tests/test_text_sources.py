@@ -1,10 +1,10 @@
-"""Text sources: file names, EXIF/XMP metadata, sidecar captions, captions files, the glossary."""
+"""Text sources: file names, EXIF/XMP metadata, sidecar captions, captions files, Chinese words."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from lookalike.text.glossary import translate
+from lookalike.text.words import candidates, query_words, segment
 from lookalike.text.sources import gather_texts, load_captions, metadata_texts, name_words
 
 
@@ -55,8 +55,16 @@ def test_csv_captions_with_commas(tmp_path):
     assert load_captions(f) == {"x.jpg": ["a dog, a ball", "second"]}
 
 
-def test_glossary_translates_chinese_nouns():
-    assert translate("猫") == "cat"
-    assert translate("海滩上的狗") == "beach dog"
-    assert translate("red 车") == "red car"
-    assert translate("a dog") == "a dog"
+def test_chinese_text_is_segmented_into_words():
+    words = segment("穿着连衣裙的小女孩 in red").split()
+    assert {"连衣裙", "女孩", "小女孩"} <= set(words)
+    assert "in" not in words and segment("a dog") == ""
+
+
+def test_query_words_are_the_indexed_words_in_the_query():
+    known = {"豹子", "草地", "狗", "小狗", "在"}
+    words = query_words("一只豹子在草地上", lambda ws: known & set(ws))
+    assert set(words) == {"豹子", "草地"}  # 在 is a stopword; 一只 unknown
+    assert query_words("小狗", lambda ws: known & set(ws)) == ["小狗"]  # 狗 is covered by 小狗
+    assert query_words("狗", lambda ws: known & set(ws)) == ["狗"]
+    assert "一只" not in candidates("一只猫")

@@ -139,7 +139,7 @@ class Searcher:
         reader = self._text_reader()
         if reader is None:
             return SearchResult([], (time.perf_counter() - t0) * 1000)
-        scores, ids = reader.search(text.strip(), k)
+        scores, ids = reader.search(text.strip(), k, min_score=min_score)
         return SearchResult(self.hits(scores, ids, min_score), (time.perf_counter() - t0) * 1000)
 
     def _text_reader(self) -> Any:

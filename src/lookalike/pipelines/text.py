@@ -20,8 +20,8 @@ from lookalike.errors import BadInputError
 from lookalike.pipelines.extension import Extension, WriteContext
 from lookalike.pipelines.options import GEM_DEEP
 from lookalike.pipelines.pipeline import Pipeline
-from lookalike.text.bridge import BRIDGE_FILE, TextBridge, class_probs
-from lookalike.text.classes import prompt_embeddings
+from lookalike.text.bridge import BRIDGE_FILE, class_probs
+from lookalike.text.bridges import Bridges, train_bridges
 from lookalike.text.sources import WEIGHTS, TextEntry, gather_texts, load_captions
 from lookalike.text.store import TextIndex
 
@@ -30,12 +30,13 @@ REPLACED_ON_UPDATE = ("filename", "meta", "caption", "ocr")  # user tags survive
 
 
 def text_pipeline(**_: Any) -> Pipeline:
-    """GeM image features (as ``gem``) plus text search: keywords, MiniLM meaning, zero-shot classes, learned bridge."""
+    """GeM image features (as ``gem``) plus text search: keywords, sentence meaning, zero-shot classes, learned bridge."""
     from lookalike.features.deep import DeepExtractor
 
     return Pipeline("text", DeepExtractor(**GEM_DEEP), supports_text=True,
-                    description="EfficientNet-Lite2 GeM for images; text by keyword (FTS5), MiniLM, "
-                                "zero-shot ImageNet classes and a learned image→text bridge")
+                    description="EfficientNet-Lite2 GeM for images; text in any of 16 languages by keyword "
+                                "(FTS5, jieba words), meaning (USE multilingual, MiniLM), zero-shot ImageNet "
+                                "classes and a learned image→text bridge")
 
 
 def factories() -> dict[str, Callable[..., Pipeline]]:
@@ -65,8 +66,8 @@ class TextExtension(Extension):
 
     def __init__(self) -> None:
         self._captions: dict[str, dict[str, list[str]]] = {}
-        self._bridges: dict[tuple[str, int], TextBridge] = {}
-        self._encoder: Any = None
+        self._bridges: dict[tuple[str, int], Bridges] = {}
+        self.encoders: dict[str, Any] = {}  # sentence encoders, loaded once per writer (TextIndex fills it)
 
     def schema(self, db: sqlite3.Connection) -> None:
         TextIndex.ensure_schema(db)
@@ -83,14 +84,14 @@ class TextExtension(Extension):
                 self._captions[path] = {}
         return self._captions[path]
 
-    def bridge(self, folder: Path) -> TextBridge | None:
+    def bridge(self, folder: Path) -> Bridges | None:
         f = Path(folder) / BRIDGE_FILE
         if not f.exists():
             return None
         key = (str(f), f.stat().st_mtime_ns)
         if key not in self._bridges:
             self._bridges.clear()
-            self._bridges[key] = TextBridge.load(f)
+            self._bridges[key] = Bridges.load(f)
         return self._bridges[key]
 
     def prepare(self, result: Any, ctx: WriteContext) -> list[TextEntry]:
@@ -103,7 +104,7 @@ class TextExtension(Extension):
 
     def write(self, db: sqlite3.Connection, image_id: int, result: Any, prepared: Any,
               ctx: WriteContext) -> None:
-        ti = TextIndex(db, encoder=self.encoder())
+        ti = TextIndex(db, encoders=self.encoders)
         ti.add(image_id, prepared or [], replace_sources=REPLACED_ON_UPDATE)
         logits = (result.extra or {}).get("logits")
         if logits is not None:
@@ -115,16 +116,10 @@ class TextExtension(Extension):
         if bridge is not None and vector is not None and len(vector) == bridge.in_dim:
             probs = None if logits is None else class_probs(logits)
             if probs is not None or not bridge.config.class_inputs:
-                ti.set_vectors("bridge", [image_id], bridge.project(np.asarray(vector)[None], probs))
+                bridge.store(ti, [image_id], np.asarray(vector)[None], probs)
 
         ti.embed_missing([image_id])
 
-    def encoder(self) -> Any:
-        if self._encoder is None:
-            from lookalike.text.encoder import sentence_encoder
-
-            self._encoder = sentence_encoder()
-        return self._encoder
 
     def remove(self, db: sqlite3.Connection, ids: list[int]) -> None:
         TextIndex(db).remove(ids)
@@ -134,7 +129,7 @@ class TextExtension(Extension):
         """A ``TextIndex`` over ``db`` for searching (None when the index has no text tables)."""
         if db.execute("SELECT 1 FROM sqlite_master WHERE name='text_vectors'").fetchone() is None:
             return None
-        return TextIndex(db)
+        return TextIndex(db, readonly=True)
 
 
 def _stored_class_probs(ti: TextIndex, ids: list[int] | None = None) -> dict[int, np.ndarray]:
@@ -154,12 +149,10 @@ def _rows(stored: dict[int, np.ndarray], ids) -> np.ndarray:
 
 
 def train_bridge(db: sqlite3.Connection, catalog: Any, folder: Path,
-                 sources: tuple[str, ...] = ("caption", "tag", "meta")) -> tuple[TextBridge, int]:
-    """Train the bridge on the index's own texts (captions, tags, metadata), raw descriptors and
-    class probabilities, save it as ``text_bridge.npz`` and store every image's bridge vector
-    (inside the caller's transaction ``db``). Returns (bridge, #texts)."""
-    from lookalike.text.encoder import sentence_encoder
-
+                 sources: tuple[str, ...] = ("caption", "tag", "meta")) -> tuple[Bridges, int]:
+    """Train the bridges (``text.bridges``) on the index's own texts (captions, tags, metadata),
+    raw descriptors and class probabilities, save them as ``text_bridge.npz`` and store every
+    image's bridge vectors (inside the caller's transaction ``db``). Returns (bridges, #texts)."""
     ti = TextIndex(db)
     q = ",".join("?" * len(sources))
     rows = ti.db.execute(f"SELECT image_id, text FROM text_entries WHERE source IN ({q})", sources).fetchall()
@@ -169,12 +162,10 @@ def train_bridge(db: sqlite3.Connection, catalog: Any, folder: Path,
         raise BadInputError("training the bridge needs texts (captions, tags) on at least 2 indexed images")
     order = sorted(vecs)
     pos = {i: j for j, i in enumerate(order)}
-    enc, probs = sentence_encoder(), _stored_class_probs(ti)
-    bridge = TextBridge().fit(np.stack([vecs[i] for i in order]), enc.encode([t for _, t in rows]),
-                              np.array([pos[i] for i, _ in rows]), _rows(probs, order), prompt_embeddings(enc))
+    probs = _stored_class_probs(ti)
+    bridge = train_bridges(np.stack([vecs[i] for i in order]), [t for _, t in rows],
+                           np.array([pos[i] for i, _ in rows]), _rows(probs, order))
     bridge.save(Path(folder) / BRIDGE_FILE)
     for ids, raw in catalog.iter_vectors():
-        ti.set_vectors("bridge", ids, bridge.project(raw, _rows(probs, ids)))
+        bridge.store(ti, ids, raw, _rows(probs, ids))
     return bridge, len(rows)
-
-

@@ -10,7 +10,8 @@ is the weighted sum:
     hybrid = Σ_m  w_m · norm_m(score_m)      (defaults in ``DEFAULT_WEIGHTS``)
 
 so one standard deviation of a dense score counts as much as ``1 / w_keyword`` of the best exact
-keyword hit.
+keyword hit. A part named ``"method:space"`` (e.g. "bridge:use") is weighted as its method, the
+method's weight shared evenly among its parts.
 """
 from __future__ import annotations
 
@@ -47,17 +48,27 @@ def scale_sparse(scores: np.ndarray) -> np.ndarray:
     return np.where(m > 0, s / np.where(m > 0, m, 1.0), 0.0)
 
 
+def part_weights(components: Mapping[str, object], weights: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The weight of each part: its own entry in ``weights``, else its method's weight shared
+    evenly among that method's parts."""
+    w = {**DEFAULT_WEIGHTS, **(weights or {})}
+    bases = [n.split(":")[0] for n in components]
+    return {n: float(w[n]) if n in w and ":" in n else float(w.get(b, 0.0)) / bases.count(b)
+            for n, b in zip(components, bases)}
+
+
 def fuse(components: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
          weights: Mapping[str, float] | None = None) -> np.ndarray:
     """Weighted sum of normalised scores; ``components[name] = (scores (Q, N), covered or None)``."""
-    w = {**DEFAULT_WEIGHTS, **(weights or {})}
+    w = part_weights(components, weights)
     total: np.ndarray | None = None
     for name, (scores, covered) in components.items():
+        base = name.split(":")[0]
         if w.get(name, 0.0) == 0.0:
             continue
-        if name in LOG_EPS:
-            scores = np.log(np.maximum(scores, 0.0) + LOG_EPS[name])
-        part = scale_sparse(scores) if name in SPARSE else standardise(scores, covered)
+        if base in LOG_EPS:
+            scores = np.log(np.maximum(scores, 0.0) + LOG_EPS[base])
+        part = scale_sparse(scores) if base in SPARSE else standardise(scores, covered)
         total = w[name] * part if total is None else total + w[name] * part
     if total is None:
         first = next(iter(components.values()))[0]

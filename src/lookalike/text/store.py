@@ -1,27 +1,36 @@
 """``TextIndex``: per-image text, class probabilities and text-space vectors in SQLite, searched by
-keyword (FTS5 bm25), by meaning (MiniLM), zero-shot (ImageNet classes), and by learned or CLIP
-image vectors, fused into one ranking (``fusion``).
+keyword (FTS5 bm25), by meaning (sentence embeddings), zero-shot (ImageNet classes), and by learned
+or CLIP image vectors, fused into one ranking (``fusion``) and shown on a 0–1 scale (``scale``).
+
+Queries in any of USE's languages reach every method (``encoder.query_spaces``): English queries
+are embedded with MiniLM and USE, others with USE (multilingual) only.
 
 Tables (prefixed ``text_``; they live in the index's ``catalog.sqlite``):
-  text_entries(id, image_id, source, text, weight, emb)   one row per piece of text
-  text_fts_tri / text_fts_words                           FTS5 over text: trigram (any script,
-                                                          Chinese included) and porter+unicode61 words
+  text_entries(id, image_id, source, text, weight, emb)   one row per piece of text (emb: MiniLM)
+  text_entry_emb(entry_id, space, emb)                    entry embeddings in other spaces ("use")
+  text_fts_tri / text_fts_words                           FTS5 over text: trigram (any script)
+                                                          and porter+unicode61 words
+  text_fts_zh                                             FTS5 over the jieba words of CJK text
   text_classes(image_id, class_id, prob)                  top-k ImageNet probabilities (sparse)
-  text_vectors(kind, image_id, vec)                       image vectors in a text space ("bridge", "clip")
+  text_vectors(kind, image_id, vec)                       image vectors in a text space ("bridge"
+                                                          (MiniLM), "bridge_use", "clip")
 """
 from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from lookalike.text.classes import class_names, prompt_embeddings, softmax
-from lookalike.text.fusion import fuse
-from lookalike.text.glossary import has_cjk, translate
+from lookalike.text.encoder import MINILM, SPACES, USE, encoder_for, query_spaces
+from lookalike.text.fusion import fuse, part_weights
+from lookalike.text.scale import readable
 from lookalike.text.sources import TextEntry
+from lookalike.text.words import CJK_RUN, has_cjk, query_words, segment
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS text_entries (id INTEGER PRIMARY KEY, image_id INTEGER NOT NULL,
@@ -42,39 +51,93 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS text_vectors (kind TEXT NOT NULL, image_id INTEGER NOT NULL,
        vec BLOB NOT NULL, PRIMARY KEY (kind, image_id))""",
 ]
+# added later: created (and filled from the stored entries) on first open of an older database
+SCHEMA_V2 = [
+    """CREATE TABLE IF NOT EXISTS text_entry_emb (entry_id INTEGER NOT NULL, space TEXT NOT NULL,
+       emb BLOB NOT NULL, PRIMARY KEY (entry_id, space))""",
+    """CREATE VIRTUAL TABLE IF NOT EXISTS text_fts_zh USING fts5(words, tokenize='unicode61')""",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS text_fts_zh_vocab USING fts5vocab(text_fts_zh, 'row')",
+    """CREATE TRIGGER IF NOT EXISTS text_entries_ad2 AFTER DELETE ON text_entries BEGIN
+       DELETE FROM text_fts_zh WHERE rowid = old.id;
+       DELETE FROM text_entry_emb WHERE entry_id = old.id; END""",
+]
 
 STOPWORDS = frozenset("a an the of in on at to and or is are with for by from its it this that as be".split())
-_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+")
+# zero-shot softmax temperature per text space (chosen on the first 800 images' captions)
+ZERO_SHOT_T = {MINILM: 0.08, USE: 0.08}
 # sources whose text is embedded for the semantic score ("class" entries are scored zero-shot)
 SEMANTIC_SOURCES = ("tag", "caption", "meta", "ocr", "filename")
 TOP_CLASSES = 20  # class probabilities kept per image
 AUTO_TAGS = 5  # of which the best are also stored as "class" text entries (keyword search, display)
 
 
+_SHARED: dict[int, tuple[sqlite3.Connection, "TextIndex"]] = {}
+_shared_lock = threading.Lock()
+
+
 class TextIndex:
     """Text search over one SQLite database (a path, or a connection shared with the catalog)."""
 
     def __init__(self, db: str | Path | sqlite3.Connection, encoder: Any = None,
-                 zero_shot_temperature: float = 0.05) -> None:
+                 zero_shot_temperature: Mapping[str, float] | None = None,
+                 encoders: Mapping[str, Any] | None = None, readonly: bool = False) -> None:
+        """``readonly``: for searching; no table is created or changed (the writer does that)."""
         self.db = db if isinstance(db, sqlite3.Connection) else sqlite3.connect(str(db), isolation_level=None)
-        self._encoder = encoder
-        self.tq = zero_shot_temperature
-        self._cache: dict[str, Any] = {}
-        self.ensure_schema(self.db)
+        self._encoders: dict[str, Any] = dict(encoders or {})
+        if encoder is not None:
+            self._encoders[getattr(encoder, "space", MINILM)] = encoder
+        self.tq = {**ZERO_SHOT_T, **(zero_shot_temperature or {})}
+        self._cache: dict[Any, Any] = {}
+        self._state: tuple[int, int] | None = None
+        self.v2 = (self.db.execute("SELECT 1 FROM sqlite_master WHERE name='text_fts_zh_vocab'").fetchone()
+                   is not None) if readonly else self.ensure_schema(self.db)
+
+    @classmethod
+    def shared(cls, db: sqlite3.Connection) -> "TextIndex":
+        """One TextIndex per connection, kept across calls so that its matrices (classes, vectors,
+        entry embeddings) are built once; they are rebuilt after any change to the database, by
+        this connection (``total_changes``) or another (``PRAGMA data_version``)."""
+        key = (db.total_changes, db.execute("PRAGMA data_version").fetchone()[0])
+        with _shared_lock:
+            hit = _SHARED.get(id(db))
+            if hit is not None and hit[0] is db:
+                ti = hit[1]
+                if ti._state != key:
+                    ti._changed()
+            else:
+                ti = cls(db)
+                if len(_SHARED) > 64:
+                    _SHARED.clear()
+                _SHARED[id(db)] = (db, ti)
+            ti._state = (db.total_changes, db.execute("PRAGMA data_version").fetchone()[0])
+        return ti
 
     @staticmethod
-    def ensure_schema(db: sqlite3.Connection) -> None:
+    def ensure_schema(db: sqlite3.Connection) -> bool:
+        """Create missing tables; False if the newer tables are missing and cannot be made (read-only)."""
         if db.execute("SELECT 1 FROM sqlite_master WHERE name='text_vectors'").fetchone() is None:
             for stmt in SCHEMA:  # execute (not executescript): safe inside an open transaction
                 db.execute(stmt)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name='text_fts_zh_vocab'").fetchone() is None:
+            try:
+                for stmt in SCHEMA_V2:
+                    db.execute(stmt)
+                rows = db.execute("SELECT id, text FROM text_entries").fetchall()
+                db.executemany("INSERT INTO text_fts_zh(rowid, words) VALUES (?, ?)",
+                               [(i, segment(t)) for i, t in rows if has_cjk(t)])
+            except sqlite3.OperationalError:
+                return False
+        return True
+
+    def encoder_for(self, space: str) -> Any:
+        if space not in self._encoders:
+            self._encoders[space] = encoder_for(space)
+        return self._encoders[space]
 
     @property
     def encoder(self) -> Any:
-        if self._encoder is None:
-            from lookalike.text.encoder import sentence_encoder
-
-            self._encoder = sentence_encoder()
-        return self._encoder
+        """The MiniLM encoder (English space)."""
+        return self.encoder_for(MINILM)
 
     def _changed(self) -> None:
         self._cache.clear()
@@ -85,7 +148,11 @@ class TextIndex:
         for src in replace_sources:
             self.db.execute("DELETE FROM text_entries WHERE image_id=? AND source=?", (int(image_id), src))
         rows = [(int(image_id), e.source, e.text.strip(), float(e.weight)) for e in entries if e.text.strip()]
-        self.db.executemany("INSERT INTO text_entries(image_id, source, text, weight) VALUES (?, ?, ?, ?)", rows)
+        for r in rows:
+            eid = self.db.execute("INSERT INTO text_entries(image_id, source, text, weight) VALUES (?, ?, ?, ?)",
+                                  r).lastrowid
+            if self.v2 and has_cjk(r[2]):
+                self.db.execute("INSERT INTO text_fts_zh(rowid, words) VALUES (?, ?)", (eid, segment(r[2])))
         self._changed()
 
     def add_tag(self, image_id: int, tag: str) -> bool:
@@ -116,18 +183,6 @@ class TextIndex:
                                 [(iid, int(c), float(row[c])) for c in order])
             self.add(iid, [TextEntry("class", names[c], float(row[c])) for c in order[:auto_tags]],
                      replace_sources=("class",))
-        self._changed()
-
-    def copy_classes(self, source_id: int, image_id: int) -> None:
-        """Give ``image_id`` the class probabilities and class tags of ``source_id`` (same content)."""
-        src, dst = int(source_id), int(image_id)
-        self.db.execute("DELETE FROM text_classes WHERE image_id=?", (dst,))
-        self.db.execute("INSERT INTO text_classes(image_id, class_id, prob) "
-                        "SELECT ?, class_id, prob FROM text_classes WHERE image_id=?", (dst, src))
-        self.db.execute("DELETE FROM text_entries WHERE image_id=? AND source='class'", (dst,))
-        self.db.execute("INSERT INTO text_entries(image_id, source, text, weight) "
-                        "SELECT ?, source, text, weight FROM text_entries WHERE image_id=? AND source='class'",
-                        (dst, src))
         self._changed()
 
     def set_vectors(self, kind: str, image_ids: Sequence[int], vectors: np.ndarray) -> None:
@@ -165,29 +220,41 @@ class TextIndex:
         return self.db.execute("SELECT 1 FROM text_vectors WHERE kind=? LIMIT 1", (kind,)).fetchone() is not None
 
     # -- scores ------------------------------------------------------------------------------
+    def _known_zh(self, words: Iterable[str]) -> set[str]:
+        ws = list(words)
+        if not ws or not self.v2:
+            return set()
+        q = ",".join("?" * len(ws))
+        return {r[0] for r in self.db.execute(f"SELECT term FROM text_fts_zh_vocab WHERE term IN ({q})", ws)}
+
     def keyword_scores(self, query: str, ids: np.ndarray | None = None) -> np.ndarray:
         """Σ over an image's matching entries of weight · bm25 relevance (0 = no match), aligned
-        with ``ids``. English words use the porter/unicode61 table; CJK runs of 3+ characters the
-        trigram table; shorter CJK runs (e.g. "猫") a substring scan."""
+        with ``ids``. Words outside CJK use the porter/unicode61 table; CJK text is matched by its
+        words (``words.query_words``: the query's substrings that are jieba words of the index),
+        and a CJK run of 3+ characters also as a phrase (trigram table)."""
         ids = self.image_ids() if ids is None else ids
         pos = {int(i): j for j, i in enumerate(ids)}
         out = np.zeros(len(ids), np.float64)
-        words = [w for w in re.findall(r"[^\W_]+", _CJK_RUN.sub(" ", query.lower())) if w not in STOPWORDS]
-        if has_cjk(query):
-            words += [w for w in re.findall(r"[a-z]+", translate(query).lower()) if w not in STOPWORDS]
+        words = [w for w in re.findall(r"[^\W_]+", CJK_RUN.sub(" ", query.lower())) if w not in STOPWORDS]
         hits: list[tuple[int, float]] = []
         if words:
             expr = " OR ".join('"' + w.replace('"', '""') + '"' for w in dict.fromkeys(words))
             hits += self.db.execute(
                 "SELECT e.image_id, -bm25(text_fts_words) * e.weight FROM text_fts_words "
                 "JOIN text_entries e ON e.id = text_fts_words.rowid WHERE text_fts_words MATCH ?", (expr,)).fetchall()
-        for run in _CJK_RUN.findall(query):
+        zh = query_words(query, self._known_zh) if has_cjk(query) else []
+        if zh:
+            hits += self.db.execute(
+                "SELECT e.image_id, -bm25(text_fts_zh) * e.weight FROM text_fts_zh "
+                "JOIN text_entries e ON e.id = text_fts_zh.rowid WHERE text_fts_zh MATCH ?",
+                (" OR ".join('"' + w + '"' for w in zh),)).fetchall()
+        for run in CJK_RUN.findall(query):
             if len(run) >= 3:
                 hits += self.db.execute(
                     "SELECT e.image_id, -bm25(text_fts_tri) * e.weight FROM text_fts_tri "
                     "JOIN text_entries e ON e.id = text_fts_tri.rowid WHERE text_fts_tri MATCH ?",
                     ('"' + run + '"',)).fetchall()
-            else:  # trigram FTS cannot match 1-2 characters: scan, relevance 1 per occurrence
+            elif not self.v2:  # older read-only database without word table: substring scan
                 hits += self.db.execute(
                     "SELECT image_id, weight * (length(text) - length(replace(text, ?, ''))) / length(?) "
                     "FROM text_entries WHERE instr(text, ?) > 0", (run, run, run)).fetchall()
@@ -197,131 +264,242 @@ class TextIndex:
                 out[j] += max(float(s), 1e-6)
         return out
 
-    def embed_missing(self, image_ids: Sequence[int] | None = None) -> int:
-        """Compute and store the embeddings of semantic entries that have none (of ``image_ids``,
-        or all): the writer calls this, so that searches only read. Returns how many."""
-        q = ",".join("?" * len(SEMANTIC_SOURCES))
-        sql = f"SELECT id, text FROM text_entries WHERE emb IS NULL AND source IN ({q})"
-        args: list[Any] = list(SEMANTIC_SOURCES)
-        if image_ids is not None:
-            sql += f" AND image_id IN ({','.join('?' * len(image_ids))})"
-            args += [int(i) for i in image_ids]
-        missing = self.db.execute(sql, args).fetchall()
-        if missing:
-            emb = self.encoder.encode([t for _, t in missing]).astype(np.float16)
-            self.db.executemany("UPDATE text_entries SET emb=? WHERE id=?",
-                                [(e.tobytes(), i) for (i, _), e in zip(missing, emb)])
-            self._changed()
-        return len(missing)
-
-    def _entry_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(image ids, weights, unit embeddings) of the semantic entries, read in one query;
-        embeddings an older index lacks are computed in memory (a search never writes)."""
-        if "entries" not in self._cache:
+    def _entry_matrix(self, space: str = USE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image ids, weights, unit embeddings in ``space``) of the semantic entries (MiniLM: column
+        ``emb``; others: ``text_entry_emb``). Embeddings an older index lacks are computed in memory:
+        a search never writes (``embed_missing`` is the writer's)."""
+        key = ("entries", space)
+        if key not in self._cache:
             q = ",".join("?" * len(SEMANTIC_SOURCES))
-            rows = self.db.execute(f"SELECT id, image_id, weight, emb, text FROM text_entries WHERE source IN ({q})",
-                                   SEMANTIC_SOURCES).fetchall()
-            missing = [(eid, text) for eid, _, _, blob, text in rows if blob is None]
-            extra = dict(zip([e for e, _ in missing], self.encoder.encode([t for _, t in missing]))) if missing else {}
-            dim = self.encoder.dim if rows else 1
-            E = np.zeros((len(rows), dim), np.float32)
-            for j, (eid, _, _, blob, _) in enumerate(rows):
-                E[j] = np.frombuffer(blob, np.float16) if blob is not None else extra[eid]
-            self._cache["entries"] = (np.array([r[1] for r in rows], np.int64),
-                                      np.array([r[2] for r in rows], np.float32), E)
-        return self._cache["entries"]
+            if space == MINILM:
+                sql = f"SELECT id, image_id, weight, text, emb FROM text_entries WHERE source IN ({q}) ORDER BY image_id"
+                args: tuple = SEMANTIC_SOURCES
+            else:
+                if not self.v2:
+                    self._cache[key] = (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 1), np.float32))
+                    return self._cache[key]
+                sql = (f"SELECT e.id, e.image_id, e.weight, e.text, v.emb FROM text_entries e LEFT JOIN "
+                       f"text_entry_emb v ON v.entry_id = e.id AND v.space = ? WHERE e.source IN ({q}) "
+                       "ORDER BY e.image_id")
+                args = (space, *SEMANTIC_SOURCES)
+            rows = self.db.execute(sql, args).fetchall()
+            missing = [(r[0], r[3]) for r in rows if r[4] is None]  # an older index: in memory only
+            extra: dict[int, np.ndarray] = {}
+            if missing:
+                emb = self.encoder_for(space).encode([t for _, t in missing]).astype(np.float16)
+                extra = {i: e for (i, _), e in zip(missing, emb)}
+            dim = (len(rows[0][4]) // 2 if rows[0][4] is not None else len(extra[rows[0][0]])) if rows else 1
+            if rows and not extra and all(len(r[4]) == 2 * dim for r in rows):
+                E = np.frombuffer(b"".join(r[4] for r in rows), np.float16).reshape(len(rows), dim).astype(np.float32)
+            else:
+                E = np.zeros((len(rows), dim), np.float32)
+                for j, (eid, _, _, _, blob) in enumerate(rows):
+                    E[j] = np.frombuffer(blob, np.float16) if blob is not None else extra[eid]
+            self._cache[key] = (np.array([r[1] for r in rows], np.int64), np.array([r[2] for r in rows], np.float32), E)
+        return self._cache[key]
 
-    def semantic_scores(self, qvecs: np.ndarray, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def embed_missing(self, image_ids: Sequence[int] | None = None, spaces: Sequence[str] = SPACES) -> int:
+        """Compute and store the missing embeddings of the semantic entries (of ``image_ids``, or
+        all) in every space: the writer calls this, so that searches only read. Returns how many."""
+        q = ",".join("?" * len(SEMANTIC_SOURCES))
+        only = "" if image_ids is None else f" AND e.image_id IN ({','.join('?' * len(image_ids))})"
+        extra_args = [] if image_ids is None else [int(i) for i in image_ids]
+        n = 0
+        for space in spaces:
+            if space == MINILM:
+                sql = f"SELECT e.id, e.text FROM text_entries e WHERE e.emb IS NULL AND e.source IN ({q}){only}"
+                args: list[Any] = [*SEMANTIC_SOURCES, *extra_args]
+            elif self.v2:
+                sql = (f"SELECT e.id, e.text FROM text_entries e LEFT JOIN text_entry_emb v ON v.entry_id = e.id "
+                       f"AND v.space = ? WHERE v.emb IS NULL AND e.source IN ({q}){only}")
+                args = [space, *SEMANTIC_SOURCES, *extra_args]
+            else:
+                continue
+            missing = self.db.execute(sql, args).fetchall()
+            if not missing:
+                continue
+            emb = self.encoder_for(space).encode([t for _, t in missing]).astype(np.float16)
+            if space == MINILM:
+                self.db.executemany("UPDATE text_entries SET emb=? WHERE id=?",
+                                    [(e.tobytes(), i) for (i, _), e in zip(missing, emb)])
+            else:
+                self.db.executemany("INSERT OR REPLACE INTO text_entry_emb(entry_id, space, emb) VALUES (?, ?, ?)",
+                                    [(i, space, e.tobytes()) for (i, _), e in zip(missing, emb)])
+            n += len(missing)
+        if n:
+            self._changed()
+        return n
+
+    def copy_classes(self, source_id: int, image_id: int) -> None:
+        """Give ``image_id`` the class probabilities and class tags of ``source_id`` (same content)."""
+        src, dst = int(source_id), int(image_id)
+        self.db.execute("DELETE FROM text_classes WHERE image_id=?", (dst,))
+        self.db.execute("INSERT INTO text_classes(image_id, class_id, prob) "
+                        "SELECT ?, class_id, prob FROM text_classes WHERE image_id=?", (dst, src))
+        self.db.execute("DELETE FROM text_entries WHERE image_id=? AND source='class'", (dst,))
+        self.db.execute("INSERT INTO text_entries(image_id, source, text, weight) "
+                        "SELECT ?, source, text, weight FROM text_entries WHERE image_id=? AND source='class'",
+                        (dst, src))
+        self._changed()
+
+    def semantic_scores(self, qvecs: np.ndarray, ids: np.ndarray | None = None,
+                        space: str = USE) -> tuple[np.ndarray, np.ndarray]:
         """(Q, N) best weighted cosine between the query and an image's texts; and which images have any."""
         ids = self.image_ids() if ids is None else ids
-        img, w, E = self._entry_matrix()
-        out = np.full((len(qvecs), len(ids)), -np.inf, np.float32)
-        if len(img):
+        key = ("entries_by_image", space, ids.tobytes())
+        if key not in self._cache:  # the entries of the images in ``ids``, grouped by image
+            img, w, E = self._entry_matrix(space)
             pos = np.searchsorted(ids, img)
-            ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == img)
-            if ok.any():
-                sims = (np.asarray(qvecs, np.float32) @ E[ok].T) * w[ok]
-                np.maximum.at(out.T, pos[ok], sims.T)  # per image: its best entry
-        covered = np.isfinite(out[0]) if len(out) else np.zeros(len(ids), bool)
-        return np.where(np.isfinite(out), out, 0.0), covered
+            ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == img) if len(img) else np.zeros(0, bool)
+            if not ok.all():
+                E, w, pos = E[ok], w[ok], pos[ok]
+            if len(pos) > 1 and (np.diff(pos) < 0).any():  # rows come ordered by image: normally no copy
+                order = np.argsort(pos, kind="stable")
+                E, w, pos = E[order], w[order], pos[order]
+            starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]]) if len(pos) else np.zeros(0, np.int64)
+            self._cache[key] = (E, w, starts, pos[starts])
+        E, w, starts, where = self._cache[key]
+        out = np.zeros((len(qvecs), len(ids)), np.float32)
+        covered = np.zeros(len(ids), bool)
+        if len(E):
+            sims = (np.asarray(qvecs, np.float32) @ E.T) * w
+            out[:, where] = np.maximum.reduceat(sims, starts, axis=1)  # per image: its best entry
+            covered[where] = True
+        return out, covered
 
     def class_matrix(self, ids: np.ndarray | None = None) -> np.ndarray:
-        """(N, 1000) sparse class probabilities as a dense matrix, rows L2-normalised."""
+        """(N, 1000) sparse class probabilities, flattened (√p) and L2-normalised per row."""
         ids = self.image_ids() if ids is None else ids
         key = ("classes", ids.tobytes())
         if self._cache.get("classes_key") != key:
             P = np.zeros((len(ids), 1000), np.float32)
-            pos = {int(i): j for j, i in enumerate(ids)}
-            for iid, c, p in self.db.execute("SELECT image_id, class_id, prob FROM text_classes"):
-                j = pos.get(int(iid))
-                if j is not None:
-                    P[j, c] = p
+            rows = self.db.execute("SELECT image_id, class_id, prob FROM text_classes").fetchall()
+            if rows and len(ids):
+                iid, c, p = (np.array(col) for col in zip(*rows))
+                j = np.minimum(np.searchsorted(ids, iid), len(ids) - 1)
+                ok = ids[j] == iid
+                P[j[ok], c[ok].astype(np.int64)] = p[ok]
+            np.sqrt(P, out=P)
             P /= np.maximum(np.linalg.norm(P, axis=1, keepdims=True), 1e-12)
             self._cache["classes_key"], self._cache["classes"] = key, P
         return self._cache["classes"]
 
-    def zero_shot_scores(self, qvecs: np.ndarray, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(Q, N): cosine between the query's class distribution, softmax(sim(query, "a photo of a
-        {class}.") / T), and each image's (sparse, top-k) classifier distribution."""
+    def class_similarity(self, qvecs: np.ndarray, space: str = MINILM) -> np.ndarray:
+        """(Q, 1000) cosine between the queries and the class embeddings of ``space``."""
+        if ("prompts", space) not in self._cache:
+            self._cache[("prompts", space)] = prompt_embeddings(self.encoder_for(space))
+        return np.asarray(qvecs, np.float32) @ self._cache[("prompts", space)].T
+
+    def zero_shot_scores(self, qvecs: np.ndarray, ids: np.ndarray | None = None,
+                         space: str = MINILM) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, N): cosine between the query's class distribution, softmax(sim(query, class) / T),
+        and each image's (sparse, top-k, √-flattened) classifier distribution."""
         P = self.class_matrix(ids)
-        sims = np.asarray(qvecs, np.float32) @ prompt_embeddings(self.encoder).T
-        W = softmax(sims / self.tq)
-        return W @ P.T, P.any(axis=1)
+        key = ("classes_sparse", self._cache["classes_key"])
+        if key not in self._cache:  # each image's stored classes only: a gather instead of a dense product
+            k = min(TOP_CLASSES, P.shape[1])
+            top = np.argpartition(-P, k - 1, axis=1)[:, :k] if len(P) else np.zeros((0, k), np.int64)
+            self._cache[key] = (top, np.take_along_axis(P, top, axis=1))
+        top, vals = self._cache[key]
+        W = softmax(self.class_similarity(qvecs, space) / self.tq[space])
+        return np.einsum("qnk,nk->qn", W[:, top], vals), P.any(axis=1)
 
     def vector_scores(self, kind: str, qvecs: np.ndarray, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(Q, N) cosine between query vectors and the images' ``kind`` vectors."""
         ids = self.image_ids() if ids is None else ids
         ck = ("vec", kind, ids.tobytes())
         if self._cache.get(("veckey", kind)) != ck:
-            pos = {int(i): j for j, i in enumerate(ids)}
             rows = self.db.execute("SELECT image_id, vec FROM text_vectors WHERE kind=?", (kind,)).fetchall()
             dim = len(rows[0][1]) // 4 if rows else 1
             V = np.zeros((len(ids), dim), np.float32)
             cov = np.zeros(len(ids), bool)
-            for iid, blob in rows:
-                j = pos.get(int(iid))
-                if j is not None:
-                    V[j], cov[j] = np.frombuffer(blob, np.float32), True
+            if rows and len(ids) and all(len(r[1]) == 4 * dim for r in rows):
+                iid = np.array([r[0] for r in rows], np.int64)
+                M = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), dim)
+                j = np.minimum(np.searchsorted(ids, iid), len(ids) - 1)
+                ok = ids[j] == iid
+                V[j[ok]], cov[j[ok]] = M[ok], True
             self._cache[("veckey", kind)], self._cache[("vec", kind)] = ck, (V, cov)
         V, cov = self._cache[("vec", kind)]
         return np.asarray(qvecs, np.float32) @ V.T, cov
 
     # -- search ------------------------------------------------------------------------------
+    def query_vectors(self, queries: Sequence[str], spaces: Sequence[str]) -> dict[str, np.ndarray]:
+        return {sp: self.encoder_for(sp).encode(list(queries)) for sp in spaces}
+
     def score(self, queries: Sequence[str], methods: Sequence[str] = ("keyword", "semantic", "zeroshot", "bridge"),
               query_vectors: Mapping[str, np.ndarray] | None = None, weights: Mapping[str, float] | None = None,
-              ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, fused scores (Q, N)) for several queries. ``query_vectors`` supplies query vectors
-        for vector kinds not in the MiniLM space (e.g. ``{"clip": ...}``); "bridge" vectors are
-        MiniLM-space. Methods without data (no texts, no vectors of that kind) are left out."""
+              ids: np.ndarray | None = None, readable_scores: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scores (Q, N)) for several queries: the fused ranking score, or with
+        ``readable_scores`` the same order on the 0–1 scale of ``scale.readable``.
+
+        Each query is embedded in its spaces (``encoder.query_spaces``), unless ``query_vectors``
+        supplies vectors: then every query uses the spaces given (``"minilm"``, ``"use"``; other
+        keys, e.g. ``"clip"``, are vectors for that vector kind). Zero-shot uses the first space
+        (MiniLM for English); semantic and bridge use all of them. Methods without data are left out."""
         ids = self.image_ids() if ids is None else np.asarray(ids, np.int64)
+        out = np.zeros((len(queries), len(ids)))
+        if not len(queries):
+            return ids, out
         qv = dict(query_vectors or {})
-        needs_minilm = any(m in ("semantic", "zeroshot", "bridge") for m in methods)
-        if needs_minilm and "minilm" not in qv:
-            qv["minilm"] = self.encoder.encode([translate(q) if has_cjk(q) else q for q in queries])
+        given = tuple(sp for sp in SPACES if sp in qv)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for n, q in enumerate(queries):
+            groups.setdefault(given or query_spaces(q), []).append(n)
+        for spaces, rows in groups.items():
+            sub = [queries[r] for r in rows]
+            if given:
+                vecs = {sp: np.asarray(qv[sp])[rows] for sp in given}
+            elif any(m in ("semantic", "zeroshot", "bridge") for m in methods):
+                vecs = self.query_vectors(sub, spaces)
+            else:
+                vecs = {}
+            extra = {k: np.asarray(v)[rows] for k, v in qv.items() if k not in SPACES}
+            out[rows] = self._score_group(sub, spaces, methods, vecs, extra, weights, ids, readable_scores)
+        return ids, out
+
+    def _score_group(self, queries, spaces, methods, vecs, extra, weights, ids, readable_scores) -> np.ndarray:
         parts: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        evidence: dict[str, np.ndarray] = {}  # per part: the query's absolute evidence, 0..1
+        if not len(ids):
+            return np.zeros((len(queries), 0))
         for m in methods:
             if m == "keyword":
-                parts[m] = (np.stack([self.keyword_scores(q, ids) for q in queries]) if len(ids)
-                            else np.zeros((len(queries), 0)), None)
+                parts[m] = (np.stack([self.keyword_scores(q, ids) for q in queries]), None)
             elif m == "semantic":
-                s, cov = self.semantic_scores(qv["minilm"], ids)
-                if cov.any():
-                    parts[m] = (s, cov)
+                for sp in spaces:
+                    s, cov = self.semantic_scores(vecs[sp], ids, sp)
+                    if cov.any():
+                        parts[f"semantic:{sp}"] = (s, cov)
             elif m == "zeroshot":
-                s, cov = self.zero_shot_scores(qv["minilm"], ids)
+                sp = spaces[0]
+                s, cov = self.zero_shot_scores(vecs[sp], ids, sp)
                 if cov.any():
-                    parts[m] = (s, cov)
-            elif self.has_vectors(m) and (m == "bridge" or m in qv):
-                s, cov = self.vector_scores(m, qv["minilm"] if m == "bridge" else qv[m], ids)
-                parts[m] = (s, cov)
-        if not parts or not len(ids):
-            return ids, np.zeros((len(queries), len(ids)))
-        return ids, fuse(parts, weights)
+                    parts[f"zeroshot:{sp}"] = (s, cov)
+                    evidence[f"zeroshot:{sp}"] = self.class_similarity(vecs[sp], sp).max(axis=1)
+            elif m == "bridge":
+                for sp in spaces:
+                    kind = "bridge" if sp == MINILM else f"bridge_{sp}"
+                    if self.has_vectors(kind):
+                        parts[f"bridge:{sp}"] = self.vector_scores(kind, vecs[sp], ids)
+            elif m in extra and self.has_vectors(m):
+                parts[m] = self.vector_scores(m, extra[m], ids)
+        if not parts:
+            return np.zeros((len(queries), len(ids)))
+        fused = fuse(parts, weights)
+        if not readable_scores:
+            return fused
+        w = part_weights(parts, weights)
+        return readable(fused, parts, evidence, sum(w.values()))
 
-    def search(self, query: str, k: int = 10, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, image ids) for one text query (hybrid of every available method)."""
-        ids, S = self.score([query], **kwargs)
+    def search(self, query: str, k: int = 10, min_score: float | None = None,
+               **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores on the 0–1 scale of ``scale``, image ids) for one text query (hybrid of
+        every available method); with ``min_score`` only hits scoring at least that."""
+        ids, S = self.score([query], readable_scores=True, **kwargs)
         if not len(ids):
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         order = np.argsort(-S[0], kind="stable")[:k]
+        if min_score is not None:
+            order = order[S[0, order] >= min_score]
         return S[0, order].astype(np.float32), ids[order]
