@@ -560,3 +560,12 @@ def test_rejected_uploads_leave_nothing_behind(client, index_dir, monkeypatch):
     assert client.post("/images", files={"image": ("fine.jpg", jpeg(221), "image/jpeg")},
                        headers=AUTH).status_code == 201
     assert uploads() == ["fine.jpg"]
+
+
+def test_min_score_on_both_searches(client):
+    i = ids_of(client, "img3.jpg")
+    got = client.get(f"/search?id={i}&k=8&min_score=0.99").json()["results"]
+    assert [r["id"] for r in got] == [i]
+    data = client.get(f"/images/{i}").content
+    up = client.post("/search?k=8&min_score=0.99", files={"image": ("q.jpg", data, "image/jpeg")}).json()["results"]
+    assert [r["id"] for r in up] == [i]

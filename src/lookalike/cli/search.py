@@ -33,11 +33,10 @@ def search_cmd(
                                                     "diffusion, krnn (`lookalike pipelines`)."),
     verify: bool = typer.Option(False, "--verify", help="Spatially verify the top 100 (the sv step): a "
                                 "verified result scores its similarity plus up to 1 (40 or more inliers)."),
-    min_score: Optional[float] = typer.Option(None, "--min-score", help="Leave out results scoring below this."),
     rotate: bool = typer.Option(False, "--rotate", help="Also search with the query image turned 90° "
                                                         "each way; each result keeps its best score."),
-    min_score: Optional[float] = typer.Option(None, "--min-score", help="Text queries: drop hits scoring below "
-                                                                        "this (0-1 scale; below 0.3 is no match)."),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="Leave out results scoring below this "
+                                              "(text queries: a 0-1 scale, below 0.3 is no match)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
 ) -> None:
     """Rank the indexed images by similarity to a query; prints scores and the time taken."""
@@ -54,8 +53,6 @@ def search_cmd(
         fail(f"cannot read query image {e}")
     finally:
         idx.close()
-    if min_score is not None:
-        res.hits = [h for h in res.hits if h.score >= min_score]
     if as_json:
         print_json(res.to_dict())
         return

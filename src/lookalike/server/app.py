@@ -158,6 +158,9 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
     RERANK = Query(None, max_length=200, pattern=r"^[a-z0-9-]+(\([a-z0-9_.,=-]*\))?([+ ,][a-z0-9-]+(\([a-z0-9_.,=-]*\))?)*$",
                    description="re-rank steps for this query, e.g. aqe, dba+aqe, diffusion, sv, aqe(alpha=3)")
 
+    MIN_SCORE = Query(None, description="leave out results scoring below this (text: a 0-1 scale, below 0.3 "
+                                         "is no match)")
+
     def checked_steps(rerank: Optional[str]) -> Optional[str]:
         steps = parse_steps(rerank or "")
         known = rerankers()
@@ -168,7 +171,7 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
 
     @app.post("/search", tags=["search"])
     def search_image(image: UploadFile = File(..., description="the query image"),
-                     k: int = Query(10, ge=1, le=1000),
+                     k: int = Query(10, ge=1, le=1000), min_score: Optional[float] = MIN_SCORE,
                      rotate: bool = Query(False, description="also search with the image turned 90° each way"),
                      rerank: Optional[str] = RERANK,
                      ix: Index = Depends(fresh)) -> dict[str, Any]:
@@ -179,11 +182,12 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
             rgb = decode(data, image.filename or "<upload>")
         except ImageError as e:
             raise image_error(e) from None
-        return results(ix.search(rgb, k=k, rotate=rotate, rerank=steps).to_dict())
+        return results(ix.search(rgb, k=k, rotate=rotate, rerank=steps, min_score=min_score).to_dict())
 
     @app.get("/search", tags=["search"])
     def search_get(text: Optional[str] = Query(None, max_length=1000), id: Optional[int] = Query(None),
                    k: int = Query(10, ge=1, le=1000), rerank: Optional[str] = RERANK,
+                   min_score: Optional[float] = MIN_SCORE,
                    ix: Index = Depends(fresh)) -> dict[str, Any]:
         """Search by the text ``text`` or by the indexed image ``id``."""
         if (text is None) == (id is None):
@@ -192,7 +196,7 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         if text is not None and not text.strip():
             raise HTTPException(400, "empty text query")
         steps = checked_steps(rerank)
-        return results(ix.search(text=text, id=id, k=k, rerank=steps).to_dict())
+        return results(ix.search(text=text, id=id, k=k, rerank=steps, min_score=min_score).to_dict())
 
     def results(found: dict[str, Any]) -> dict[str, Any]:
         found["results"] = shown.items(found["results"])
