@@ -118,17 +118,47 @@ def test_search_by_upload_turned_on_its_side(client, photo_dir):
     assert before < turned[0]["score"] - 1e-3
 
 
-def test_originals_and_cached_thumbnails(client, index_dir, photo_dir):
+def test_originals_and_stored_thumbnails(client, index_dir, photo_dir):
     i = ids_of(client, "img2.jpg")
     r = client.get(f"/images/{i}")
     assert r.status_code == 200 and r.content == (photo_dir / "img2.jpg").read_bytes()
-    t = client.get(f"/images/{i}/thumb")
-    assert t.status_code == 200 and t.headers["content-type"] == "image/jpeg"
+    item = next(it for it in client.get("/images?limit=100").json()["items"] if it["id"] == i)
+    digest = client.app.state.index.catalog.get(i).hash
+    assert item["thumb"] == f"/thumbs/{i}?v={digest[:16]}"
+    stored = index_dir / "thumbs" / digest[:2] / f"{digest}.jpg"  # made when the image was indexed
+    t = client.get(item["thumb"])
+    assert t.status_code == 200 and t.headers["content-type"] == "image/jpeg" and t.content == stored.read_bytes()
     assert Image.open(io.BytesIO(t.content)).size == (160, 120)  # never upscaled
-    cached = list((index_dir / "thumbs").glob(f"{i}-*.jpg"))
-    assert len(cached) == 1 and client.get(f"/images/{i}/thumb").content == cached[0].read_bytes()
+    assert "immutable" in t.headers["cache-control"] and t.headers["etag"] == f'"{digest[:16]}"'
+    assert client.get(f"/thumbs/{i}").headers["cache-control"] == "no-cache"  # no version: revalidated
+    again = client.get(item["thumb"], headers={"If-None-Match": t.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    assert client.get(f"/thumbs/{i}", headers={"If-None-Match": '"0123"'}).status_code == 200
+    assert client.get(f"/images/{i}/thumb").content == t.content
     assert client.get("/images/9999").status_code == 404
+    assert client.get("/thumbs/9999").status_code == 404
     assert client.get("/images/9999/thumb").status_code == 404
+    hit = client.get(f"/search?id={i}&k=1").json()["results"][0]
+    assert hit["id"] == i and hit["thumb"] == item["thumb"]
+
+
+def test_thumbnails_of_an_index_made_without_them_are_never_written_by_the_server(client, index_dir, photo_dir):
+    import shutil
+
+    shutil.rmtree(index_dir / "thumbs")  # as an index made before thumbnails
+    i = ids_of(client, "img2.jpg")
+    before = sorted(p.name for p in index_dir.rglob("*"))
+    t = client.get(f"/thumbs/{i}")
+    assert t.status_code == 200 and Image.open(io.BytesIO(t.content)).size == (160, 120)
+    assert client.get(f"/thumbs/{i}").content == t.content and len(client.app.state.thumbs.made) == 1
+    assert sorted(p.name for p in index_dir.rglob("*")) == before
+    (photo_dir / "img3.jpg").write_bytes((photo_dir / "img4.jpg").read_bytes())  # not the indexed image now
+    assert client.get(f"/thumbs/{ids_of(client, 'img3.jpg')}").status_code == 404
+    # the next indexing run makes the missing ones (of files still as indexed)
+    with Index(index_dir) as ix:
+        rep = ix.add(photo_dir)
+    assert rep.updated == 1 and rep.reused == 1  # img3 now holds img4's content: one thumbnail for both
+    assert len(list((index_dir / "thumbs").glob("??/*.jpg"))) == 7
 
 
 def test_only_indexed_files_are_served(client, index_dir):
@@ -409,20 +439,25 @@ def test_serve_a_relative_index_folder(photo_dir, tmp_path, monkeypatch):
         assert not (tmp_path / "rel" / "uploads" / "rel.jpg").exists()
 
 
-def test_originals_are_served_only_while_they_are_the_indexed_file(client, photo_dir, tmp_path):
+def test_originals_are_served_only_while_they_are_the_indexed_file(client, index_dir, photo_dir, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_bytes(b"root:$6$secret-hash:19000:0:99999:7:::\n")
     img2, img3, img4 = (ids_of(client, f"img{i}.jpg") for i in (2, 3, 4))
     (photo_dir / "img2.jpg").unlink()
     (photo_dir / "img2.jpg").symlink_to(secret)  # the indexed file replaced by a link elsewhere
-    for url in (f"/images/{img2}", f"/images/{img2}/thumb"):
-        r = client.get(url)
-        assert r.status_code == 404 and b"root:" not in r.content, url
-        assert "not served" in r.json()["detail"] or "no longer" in r.json()["detail"]
+    r = client.get(f"/images/{img2}")
+    assert r.status_code == 404 and b"root:" not in r.content
+    assert "not served" in r.json()["detail"] or "no longer" in r.json()["detail"]
+    t = client.get(f"/thumbs/{img2}")  # the thumbnail made when it was indexed, not the file there now
+    assert t.status_code == 200 and b"root:" not in t.content and Image.open(io.BytesIO(t.content)).size == (160, 120)
     (photo_dir / "img3.jpg").unlink()
     (photo_dir / "img3.jpg").symlink_to(photo_dir / "img5.jpg")  # another image: not the indexed one
     assert client.get(f"/images/{img3}").status_code == 404
-    assert client.get(f"/images/{img3}/thumb").status_code == 404
+    import shutil
+
+    shutil.rmtree(index_dir / "thumbs")  # without stored thumbnails, none is made from the wrong file
+    for i in (img2, img3):
+        assert client.get(f"/thumbs/{i}").status_code == 404
     os.mkfifo(tmp_path / "fifo")
     (photo_dir / "img4.jpg").rename(tmp_path / "img4.jpg")
     (photo_dir / "img4.jpg").symlink_to(tmp_path / "fifo")  # must not block the server
@@ -468,7 +503,7 @@ def test_paths_are_shown_relative_to_the_indexed_folder(index_dir, photo_dir):
         stats = c.get("/stats")
         assert stats.json()["skipped"] == [{"path": "broken.jpg", "reason": "not a recognised image format"}]
         for r in (items, found, by_id, stats):
-            assert str(photo_dir.parent) not in r.text and '"/' not in r.text
+            assert str(photo_dir.parent) not in r.text and '"/' not in r.text.replace('"/thumbs/', '')
     with TestClient(create_app(index_dir, token=TOKEN, show_paths="absolute")) as c:
         paths = {it["path"] for it in c.get("/images?limit=100").json()["items"]}
         assert str(photo_dir / "sub" / "img7.jpg") in paths and str(index_dir / "uploads" / "new_one.jpg") in paths

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from lookalike.engine.thumbs import make_thumbnail
 from lookalike.errors import BadInputError
 from lookalike.io import ImageError, decode, read_file
 from lookalike.pipelines import PipelineDoc, build
@@ -37,6 +38,7 @@ class Result:
     error: str | None = None
     extra: dict[str, Any] | None = None  # e.g. logits for automatic tags
     same_as: int | None = None  # the indexed image whose vector was reused (same content)
+    thumb: bytes | None = None  # its thumbnail (engine.thumbs), made from the image decoded here
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Loaded:
     digest: str | None
     image: np.ndarray | None
     error: str | None
+    thumb: bytes | None = None
 
 
 def read_one(path: str, max_side: int | None = None) -> Loaded:
@@ -85,23 +88,37 @@ def _pipeline(key: str, state_dir: str | None, state_version: str | None = None)
 Known = Callable[[str], "tuple[int, np.ndarray] | None"]  # content hash -> (id, raw vector) already described
 
 
+def with_thumb(x: Loaded, have_thumb: Callable[[str], bool] | None) -> Loaded:
+    """``x`` with the thumbnail of its decoded image, unless ``have_thumb`` says its content has one."""
+    if x.image is not None and x.digest and not (have_thumb is not None and have_thumb(x.digest)):
+        x.thumb = make_thumbnail(x.image)
+    return x
+
+
 def process_batch(key: str, state_dir: str | None, paths: list[str], read_threads: int = 2,
-                  known: Known | None = None, state_version: str | None = None) -> list[Result]:
+                  known: Known | None = None, state_version: str | None = None, thumbs: bool = False,
+                  have_thumb: Callable[[str], bool] | None = None) -> list[Result]:
     """Read and describe ``paths`` with the pipeline ``key`` names (``describer_key``; built once
     per process). A file whose content hash ``known`` recognises is not described again: its
-    vector is reused (``Result.same_as`` names the image it came from)."""
+    vector is reused (``Result.same_as`` names the image it came from). With ``thumbs``, each
+    image's thumbnail is made from the decoded image (unless ``have_thumb(hash)`` says it exists)."""
     pipe = _pipeline(key, state_dir, state_version)
     max_side = pipe.extractor.max_side
     decode_side = 2 * max_side if max_side else None  # cheap JPEG draft decode, exact resize later
+
+    def load(p: str) -> Loaded:
+        x = read_one(p, decode_side)
+        return with_thumb(x, have_thumb) if thumbs else x
+
     with ThreadPoolExecutor(read_threads) as pool:
-        loaded = list(pool.map(lambda p: read_one(p, decode_side), paths))
+        loaded = list(pool.map(load, paths))
     out: dict[str, Result] = {}
     ok = []
     for x in loaded:
         hit = known(x.digest) if (known is not None and x.image is not None and x.digest) else None
         if hit is not None:
             out[x.path] = Result(x.path, x.size, x.mtime, x.digest, x.image.shape[1], x.image.shape[0],
-                                 hit[1], same_as=hit[0])
+                                 hit[1], same_as=hit[0], thumb=x.thumb)
         elif x.image is not None:
             ok.append(x)
     if ok:
@@ -111,14 +128,16 @@ def process_batch(key: str, state_dir: str | None, paths: list[str], read_thread
             for j, x in enumerate(ok):
                 out[x.path] = Result(x.path, x.size, x.mtime, x.digest, x.image.shape[1], x.image.shape[0],
                                      np.asarray(vecs[j], np.float32),
-                                     extra={"logits": logits[j]} if logits is not None else None)
+                                     extra={"logits": logits[j]} if logits is not None else None,
+                                     thumb=x.thumb)
         except Exception as e:  # noqa: BLE001 - one bad batch must not stop the run: retry singly
             if len(ok) == 1:
                 x = ok[0]
                 out[x.path] = Result(x.path, x.size, x.mtime, x.digest, error=f"feature extraction failed ({e})")
             else:
                 for x in ok:
-                    out[x.path] = process_batch(key, state_dir, [x.path], 1, None, state_version)[0]
+                    out[x.path] = process_batch(key, state_dir, [x.path], 1, None, state_version, thumbs,
+                                                have_thumb)[0]
     for x in loaded:
         if x.image is None:
             out[x.path] = Result(x.path, x.size, x.mtime, x.digest, error=x.error)

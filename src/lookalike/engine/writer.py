@@ -3,7 +3,8 @@
 A batch is applied in one step that searches in this process never see half-done (the index's
 read-write lock): one catalog transaction with the images' rows and every extension's rows
 (text, local features), then the vector store and the re-rank steps' offline parts (kNN graphs,
-DBA vectors) follow the same adds and removes. Slow per-image work (description, OCR, keypoints)
+DBA vectors) follow the same adds and removes. Thumbnails (``engine.thumbs``) are put in place
+before the transaction that names them and deleted after the one that drops their last image. Slow per-image work (description, OCR, keypoints)
 happens before, outside the lock. The store and the steps' state are saved at the end of a run
 (and every minute during a long one) with a stamp naming the catalog generation they belong to;
 a run killed before that leaves an index whose next open repairs them from the catalog.
@@ -12,9 +13,12 @@ from __future__ import annotations
 
 import logging
 
+import glob
+import hashlib
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
@@ -23,8 +27,9 @@ import numpy as np
 from lookalike.engine.files import as_paths, walk
 from lookalike.engine.results import AddReport
 from lookalike.engine.runners import LocalRunner, Result, describer_key, process_batch
+from lookalike.engine.thumbs import THUMB_SIDE, ThumbStore, make_thumbnail
 from lookalike.errors import BadInputError
-from lookalike.io import ImageError, load_image
+from lookalike.io import ImageError, decode, load_image, read_file
 from lookalike.pipelines.extension import WriteContext
 
 if TYPE_CHECKING:
@@ -42,6 +47,7 @@ class Writer:
         self.mutex = threading.Lock()  # one write at a time inside this process
         self._state_version = 0
         self._schema_ready = False
+        self.thumbs = ThumbStore(index.folder.thumbs)
 
     # -- adding ----------------------------------------------------------------------------------
     def add(self, paths: str | os.PathLike | Iterable[str | os.PathLike], exclude: Sequence[str] = (),
@@ -62,21 +68,25 @@ class Writer:
                 on_error(p, reason)
 
         with self._writing():
-            files = list(walk(roots, exclude, err))
-            todo = self._changed(files, rep, err)
+            own = glob.escape(os.path.abspath(self.thumbs.folder))  # the index's thumbnails are no photos
+            files = list(walk(roots, [*exclude, own], err))
+            todo, unthumbed = self._changed(files, rep, err)
             if prune:
                 present = set(files)
                 gone = [i for i, p in self.ix.catalog.paths_under(roots)
                         if p not in present and not os.path.lexists(p)]
                 rep.removed += self._remove_ids(gone)
             self._describe(todo, batch_size, runner, rep, err, progress)
+            self._make_thumbs(unthumbed)
             self.save()
         rep.seconds = time.perf_counter() - t0
         return rep
 
-    def _changed(self, files: list[str], rep: AddReport, err: Callable[[str, str], None]) -> list[str]:
-        """The files to describe (new, or changed size or mtime); stat failures recorded."""
-        todo, failed = [], []
+    def _changed(self, files: list[str], rep: AddReport,
+                 err: Callable[[str, str], None]) -> tuple[list[str], list[tuple[str, str]]]:
+        """The files to describe (new, or changed size or mtime), and the unchanged ones whose
+        thumbnail is missing (path, hash: an index made before thumbnails); stat failures recorded."""
+        todo, failed, unthumbed = [], [], []
         for p in files:
             row = self.ix.catalog.by_path(p)
             try:
@@ -90,11 +100,29 @@ class Writer:
                 rep.unchanged += 1
                 if row.status == "error":
                     rep.failed.append((p, row.error or "error"))
+                elif row.hash and not self.thumbs.has(row.hash):
+                    unthumbed.append((p, row.hash))
                 continue
             todo.append(p)
         if failed:
             self._apply([Result(p, None, None, None, error=r) for p, r in failed], rep, err)
-        return todo
+        return todo, unthumbed
+
+    def _make_thumbs(self, unthumbed: list[tuple[str, str]]) -> None:
+        """Thumbnails of indexed files that have none (read again, and only while their content
+        is still the indexed one)."""
+        def one(item: tuple[str, str]) -> None:
+            path, digest = item
+            try:
+                data = read_file(path)
+                if hashlib.sha1(data).hexdigest() == digest:
+                    self.thumbs.put(digest, make_thumbnail(decode(data, path, max_side=2 * THUMB_SIDE)))
+            except ImageError:
+                pass  # no thumbnail: the server makes one in memory when asked, or shows none
+        if unthumbed:
+            log.info("making the thumbnails of %d indexed images", len(unthumbed))
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(one, unthumbed))
 
     def _describe(self, todo: list[str], batch_size: int, runner: Any, rep: AddReport,
                   err: Callable[[str, str], None], progress: Callable[[int, int], None] | None) -> None:
@@ -114,7 +142,8 @@ class Writer:
         state_dir = str(ix.folder.state) if ix.folder.state.exists() else None
         fn = partial(process_batch, describer_key(ix.pipeline.document), state_dir,
                      known=ix.catalog.by_hash if local else None,
-                     state_version=f"{id(ix)}:{self._state_version}")
+                     state_version=f"{id(ix)}:{self._state_version}",
+                     thumbs=True, have_thumb=self.thumbs.has if local else None)
         batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
         done, last_save = 0, time.monotonic()
         for results in runner.map(fn, batches):
@@ -153,12 +182,17 @@ class Writer:
         ctx = WriteContext(ix.folder.path, ix.catalog.get_setting)
         exts = ix.pipeline.extensions
         prepared = {r.path: [e.prepare(r, ctx) for e in exts] for r in results if r.vector is not None}
-        added_ids, added_raw, removed = [], [], []
+        for r in results:
+            if r.vector is not None and r.thumb and r.digest:
+                self.thumbs.put(r.digest, r.thumb)  # before the row that names it
+        added_ids, added_raw, removed, old_hashes = [], [], [], []
         with ix.lock.write():
             with ix.catalog.tx() as db:
                 self._ensure_schema(db)
                 for r in results:
-                    existed = db.execute("SELECT id, status FROM images WHERE path=?", (r.path,)).fetchone()
+                    existed = db.execute("SELECT id, status, hash FROM images WHERE path=?", (r.path,)).fetchone()
+                    if existed and existed[2] and existed[2] != r.digest:
+                        old_hashes.append(existed[2])
                     if r.vector is None:
                         iid = ix.catalog.put_error(db, r.path, r.size, r.mtime, r.error or "unknown error")
                         if existed and existed[1] == "ok":
@@ -181,6 +215,14 @@ class Writer:
                     for e, prep in zip(exts, prepared[r.path]):
                         e.write(db, iid, r, prep, ctx)
             self._follow(added_ids, added_raw, removed)
+        self._drop_thumbs(old_hashes)
+
+    def _drop_thumbs(self, digests: list[str]) -> None:
+        """Delete the thumbnails of these hashes that no indexed image has any more (after the
+        transaction that dropped them: a crash in between leaves only an unused file)."""
+        db = self.ix.catalog.db
+        self.thumbs.drop(d for d in set(digests) if d and db.execute(
+            "SELECT 1 FROM images WHERE hash=? AND status='ok' LIMIT 1", (d,)).fetchone() is None)
 
     def _ensure_schema(self, db: Any) -> None:
         if not self._schema_ready:
@@ -232,12 +274,14 @@ class Writer:
             return 0
         ix = self.ix
         ok = set(ix.catalog.ok_ids().tolist())
+        hashes = [r.hash for r in ix.catalog.rows(ids).values() if r.hash]
         with ix.lock.write():
             with ix.catalog.tx() as db:
                 ix.catalog.delete(db, ids)
                 for e in ix.pipeline.extensions:
                     e.remove(db, ids)
             self._follow([], [], [i for i in ids if i in ok])
+        self._drop_thumbs(hashes)
         return len(ids)
 
     # -- other writes ----------------------------------------------------------------------------

@@ -35,9 +35,9 @@ from lookalike.errors import BadInputError, BusyError, ImageError, LookalikeErro
 from lookalike.io import decode
 from lookalike.pipelines import parse_steps, rerankers
 from lookalike.server.guards import BodyLimit, SecurityHeaders, token_ok
-from lookalike.server.media import (ByteCache, NotIndexedFile, Upload, prepare_upload, read_indexed,
-                                    store_upload, thumbnail)
+from lookalike.server.media import ByteCache, NotIndexedFile, Upload, prepare_upload, read_indexed, store_upload
 from lookalike.server.paths import MODES, PathView
+from lookalike.server.thumbs import THUMB_TYPE, Thumbnails
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -62,19 +62,20 @@ def one_line(name: str) -> str:
 
 def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Optional[List[str]] = None,
                max_upload_mb: float = 20.0, reload_every: float = 2.0, show_paths: str = "relative",
-               explain_cache_mb: float = 32.0) -> FastAPI:
+               explain_cache_mb: float = 32.0, thumb_cache_mb: float = 32.0) -> FastAPI:
     """The app serving the index in ``index_dir`` (which must exist). ``token`` guards writes
     (generated when None: read it from ``app.state.token``). Raises ``NotFoundError`` without an
     index. Searches run concurrently with the index's one writer (``engine.index``); changes made
     by another process are followed at most every ``reload_every`` seconds. ``show_paths``:
     ``relative`` (to the indexed files' common folder) or ``absolute``. Match drawings are cached
-    in memory, ``explain_cache_mb`` at most."""
+    in memory, ``explain_cache_mb`` at most, and so are thumbnails the index lacks (``thumb_cache_mb``)."""
     if show_paths not in MODES:
         raise BadInputError(f"unknown --show-paths {show_paths!r} (known: {', '.join(MODES)})")
     idx = Index(os.path.abspath(index_dir), create=False)  # uploads are stored and looked up by absolute path
     uploads = idx.dir / "uploads"
     shown = PathView(idx.catalog, str(idx.dir), show_paths)
     drawings = ByteCache(int(explain_cache_mb * 1024 * 1024))
+    thumbs = Thumbnails(idx.writer.thumbs, idx.catalog, int(thumb_cache_mb * 1024 * 1024))
     follower = Follower(idx, reload_every)
     idx.pipeline.describe([np.full((64, 64, 3), 128, np.uint8)])  # models built before concurrent queries
     max_bytes = int(max_upload_mb * 1024 * 1024)
@@ -88,6 +89,7 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
                   description="Content-based image search: by image, by indexed image, by text.")
     app.state.index, app.state.token, app.state.max_bytes = idx, token or secrets.token_urlsafe(24), max_bytes
     app.state.follower, app.state.paths, app.state.drawings = follower, shown, drawings
+    app.state.thumbs = thumbs
 
     @app.exception_handler(LookalikeError)
     async def lookalike_error(_: Request, e: LookalikeError) -> JSONResponse:
@@ -199,7 +201,7 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         return results(ix.search(text=text, id=id, k=k, rerank=steps, min_score=min_score).to_dict())
 
     def results(found: dict[str, Any]) -> dict[str, Any]:
-        found["results"] = shown.items(found["results"])
+        found["results"] = thumbs.with_urls(shown.items(found["results"]))
         return found
 
     # -- images ----------------------------------------------------------------------------------
@@ -210,7 +212,8 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         rows = ix.catalog.db.execute("SELECT id, path, width, height FROM images WHERE status='ok' "
                                      "ORDER BY id LIMIT ? OFFSET ?", (limit, offset)).fetchall()
         return {"total": ix.catalog.counts()["ok"], "offset": offset,
-                "items": shown.items({"id": i, "path": p, "width": w, "height": h} for i, p, w, h in rows)}
+                "items": thumbs.with_urls(shown.items({"id": i, "path": p, "width": w, "height": h}
+                                                      for i, p, w, h in rows))}
 
     @app.get("/images/{image_id:int}", tags=["images"], response_class=Response,
              responses={200: {"content": {"image/*": {}}}})
@@ -223,15 +226,23 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         return Response(data, media_type=kind if kind.startswith("image/") else "application/octet-stream",
                         headers={"Content-Disposition": "inline"})
 
-    @app.get("/images/{image_id:int}/thumb", tags=["images"])
-    def thumb(image_id: int) -> FileResponse:
-        """A JPEG thumbnail (longest side 256 px), cached in the index folder."""
+    @app.get("/thumbs/{image_id:int}", tags=["images"], response_class=Response,
+             responses={200: {"content": {THUMB_TYPE: {}}}, 304: {"description": "not modified"}})
+    @app.get("/images/{image_id:int}/thumb", tags=["images"], response_class=Response, include_in_schema=False)
+    def thumb(image_id: int, request: Request,
+              v: Optional[str] = Query(None, max_length=64, description="the content version (as in a "
+                                       "result's thumb URL): the answer may then be cached for good")) -> Response:
+        """A JPEG thumbnail (long side at most 256 px), made when the image was indexed, with an
+        ``ETag`` (``If-None-Match`` gives 304) and caching headers."""
         row = indexed(image_id)
+        headers = thumbs.headers(row, v)
+        if thumbs.not_modified(row, request.headers.get("if-none-match")):
+            return Response(status_code=304, headers=headers)
         try:
-            path = thumbnail(idx.dir / "thumbs", image_id, row.hash, lambda: original_bytes(row))
+            data = thumbs.get(row, lambda: original_bytes(row))
         except ImageError as e:
             raise HTTPException(404, f"the file of image {image_id} is no longer readable: {e.reason}") from None
-        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+        return Response(data, media_type=THUMB_TYPE, headers=headers)
 
     adding = threading.Lock()  # the check for known content and the add that follows, one request at a time
 

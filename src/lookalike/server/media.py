@@ -1,6 +1,6 @@
 """Files the server reads and writes: uploads kept under their own (safe, unique) names, originals
-read back only while they are still the indexed file, cached thumbnails, and match drawings kept
-in a memory cache bounded in bytes."""
+read back only while they are still the indexed file, and a memory cache bounded in bytes (match
+drawings, thumbnails the index lacks)."""
 from __future__ import annotations
 
 import hashlib
@@ -14,13 +14,11 @@ import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from PIL import Image
 
 from lookalike.io import MAX_FILE_BYTES, decode
 
-THUMB_SIDE = 256
 # PIL format -> file suffix the indexer accepts; other formats are stored re-encoded as PNG
 SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif",
             "PPM": ".ppm"}
@@ -153,19 +151,6 @@ def read_indexed(path: str, size: int | None, mtime: float | None, digest: str |
     return data
 
 
-def thumbnail(cache: Path, image_id: int, digest: str | None, source: Callable[[], bytes]) -> Path:
-    """The cached JPEG thumbnail of an indexed image (rebuilt when its hash changes); ``source``
-    gives the image's bytes when the thumbnail has to be made."""
-    path = cache / f"{image_id}-{(digest or 'nohash')[:16]}.jpg"
-    if path.exists():
-        return path
-    rgb = decode(source(), f"image {image_id}", max_side=THUMB_SIDE)
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "JPEG", quality=85)
-    atomic_write(path, buf.getvalue())
-    return path
-
-
 class ByteCache:
     """A least-recently-used cache of byte strings, bounded by their total size (in memory: the
     match drawings, so that reading requests never grow the index folder)."""
@@ -199,5 +184,5 @@ class ByteCache:
         return len(self._items)
 
 
-__all__ = ["THUMB_SIDE", "ByteCache", "NotIndexedFile", "Upload", "atomic_write", "check_image",
-           "prepare_upload", "read_indexed", "safe_stem", "store_upload", "thumbnail"]
+__all__ = ["ByteCache", "NotIndexedFile", "Upload", "atomic_write", "check_image",
+           "prepare_upload", "read_indexed", "safe_stem", "store_upload"]
