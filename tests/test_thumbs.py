@@ -83,3 +83,4 @@ def test_the_index_folder_inside_the_collection_is_not_indexed(photo_dir):
         assert (photo_dir / "idx" / "thumbs").is_dir()
         rep = ix.add(photo_dir)
         assert rep.added == 0 and rep.unchanged == 8  # its thumbnails are not photos of the collection
+

@@ -8,6 +8,7 @@ import typer
 
 from lookalike.cli.app import (FLIP, FOREGROUND, MAX_SIDE, SCALES, app, console, err_console, extraction_options, fail, open_index,
                   print_json, progress_bar)
+from lookalike.cli.watching import DEBOUNCE, RESCAN_EVERY, watch_until_interrupted
 
 
 @app.command("index")
@@ -34,11 +35,16 @@ def index_cmd(
     runner: str = typer.Option("local", "--runner", help="Where images are described: local or dask."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address "
                                             "(default: a local cluster on 127.0.0.1)."),
+    watch: bool = typer.Option(False, "--watch", help="Then keep watching PATHS: new, changed, moved and "
+                               "deleted files are indexed as they happen, until Ctrl-C."),
+    debounce: float = DEBOUNCE,
+    rescan_every: float = RESCAN_EVERY,
 ) -> None:
     """Index images: new or changed files are described, unchanged ones skipped, vanished ones removed.
 
     Unreadable files are skipped with a message naming them and the reason, and recorded in the index.
     An interrupted run leaves an index that opens; running again resumes where it stopped.
+    With --watch, the index then follows the folders as they change.
     """
     options = {**{k: v for k, v in (("compare", compare),
                                     ("model", str(Path(model).resolve()) if model else None)) if v},
@@ -67,14 +73,17 @@ def index_cmd(
         with progress_bar("indexing", enabled=not quiet and not as_json) as update:
             rep = idx.add(paths, exclude=exclude, batch_size=batch_size, prune=prune, progress=update,
                           on_error=on_error, runner=run)
+        if as_json:
+            print_json(rep.to_dict())
+        else:
+            console.print(f"added {rep.added}, updated {rep.updated}, unchanged {rep.unchanged}, "
+                          f"removed {rep.removed}, skipped {len(rep.failed)} in {rep.seconds:.1f} s")
+        if watch:
+            watch_until_interrupted(idx, paths, exclude, batch_size, debounce, rescan_every, quiet, as_json,
+                                    on_error)
     except KeyboardInterrupt:
         fail("interrupted: what was indexed so far is kept; run the same command again to resume", 130)
     finally:
         idx.close()
         if run is not None:
             run.close()
-    if as_json:
-        print_json(rep.to_dict())
-    else:
-        console.print(f"added {rep.added}, updated {rep.updated}, unchanged {rep.unchanged}, "
-                      f"removed {rep.removed}, skipped {len(rep.failed)} in {rep.seconds:.1f} s")

@@ -69,7 +69,7 @@ class Writer:
 
         with self._writing():
             own = glob.escape(os.path.abspath(self.thumbs.folder))  # the index's thumbnails are no photos
-            files = list(walk(roots, [*exclude, own], err))
+            files = list(dict.fromkeys(walk(roots, [*exclude, own], err)))  # roots may overlap
             todo, unthumbed = self._changed(files, rep, err)
             if prune:
                 present = set(files)
@@ -341,6 +341,11 @@ class Writer:
 
     def save(self) -> None:
         self.ix.stores.save(self.ix.store)
+
+    def flush(self) -> None:
+        """Save the store and state under the writers' locks (after a write stopped midway)."""
+        with self._writing():
+            self.save()
 
     def _writing(self):
         if self.ix.readonly:
