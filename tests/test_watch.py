@@ -165,3 +165,39 @@ def test_index_watch_command_stops_cleanly_on_ctrl_c(sources, tmp_path):
     assert "stopped watching" in out
     with lookalike.open(tmp_path / "idx", readonly=True) as ix:
         assert sorted(Path(p).name for p in in_index(ix)) == ["first.jpg", "second.jpg"] and len(ix) == 2
+
+
+def test_serve_watch_keeps_the_served_index_in_step(sources, tmp_path, monkeypatch):
+    import uvicorn
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from lookalike.cli import app
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(sources / "s000.jpg", photos / "first.jpg")
+    with lookalike.open(tmp_path / "idx", pipeline="color") as ix:
+        ix.add(photos)
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kw: seen.update(app=application))
+    r = CliRunner().invoke(app, ["serve", "--index", str(tmp_path / "idx"), "--watch", str(photos),
+                                 "--debounce", "0.2", "--exclude", "*.skip.jpg"])
+    assert r.exit_code == 0 and f"watching {photos}" in r.output, r.output
+    r = CliRunner().invoke(app, ["serve", "--index", str(tmp_path / "idx"), "--watch", str(tmp_path / "nope")])
+    assert r.exit_code == 1 and "no such folder to watch" in r.output
+    with TestClient(seen["app"]) as c:
+        watcher = c.app.state.watcher
+        assert watcher.ready.wait(30)
+        shutil.copy(sources / "s001.jpg", photos / "second.jpg")
+        shutil.copy(sources / "s002.jpg", photos / "third.skip.jpg")
+        (photos / "first.jpg").unlink()
+        deadline = time.monotonic() + SETTLE_S
+        while time.monotonic() < deadline:
+            items = c.get("/images").json()["items"]
+            if [it["path"] for it in items] == ["second.jpg"]:
+                break
+            time.sleep(0.1)
+        assert [it["path"] for it in items] == ["second.jpg"]
+        assert c.get(items[0]["thumb"]).status_code == 200
+    assert not watcher.running  # stopped with the server

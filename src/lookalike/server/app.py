@@ -62,13 +62,16 @@ def one_line(name: str) -> str:
 
 def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Optional[List[str]] = None,
                max_upload_mb: float = 20.0, reload_every: float = 2.0, show_paths: str = "relative",
-               explain_cache_mb: float = 32.0, thumb_cache_mb: float = 32.0) -> FastAPI:
+               explain_cache_mb: float = 32.0, thumb_cache_mb: float = 32.0,
+               watch: Optional[List[str]] = None, watch_options: Optional[dict[str, Any]] = None) -> FastAPI:
     """The app serving the index in ``index_dir`` (which must exist). ``token`` guards writes
     (generated when None: read it from ``app.state.token``). Raises ``NotFoundError`` without an
     index. Searches run concurrently with the index's one writer (``engine.index``); changes made
     by another process are followed at most every ``reload_every`` seconds. ``show_paths``:
     ``relative`` (to the indexed files' common folder) or ``absolute``. Match drawings are cached
-    in memory, ``explain_cache_mb`` at most, and so are thumbnails the index lacks (``thumb_cache_mb``)."""
+    in memory, ``explain_cache_mb`` at most, and so are thumbnails the index lacks (``thumb_cache_mb``).
+    ``watch``: folders kept in step with the index while serving (``engine.watch.Watcher``, given
+    ``watch_options``)."""
     if show_paths not in MODES:
         raise BadInputError(f"unknown --show-paths {show_paths!r} (known: {', '.join(MODES)})")
     idx = Index(os.path.abspath(index_dir), create=False)  # uploads are stored and looked up by absolute path
@@ -80,16 +83,31 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
     idx.pipeline.describe([np.full((64, 64, 3), 128, np.uint8)])  # models built before concurrent queries
     max_bytes = int(max_upload_mb * 1024 * 1024)
 
+    watcher = None
+    if watch:
+        from lookalike.engine.watch import Watcher
+
+        def reported(rep: Any) -> None:
+            log.warning("watched folders: added %d, updated %d, removed %d, skipped %d",
+                        rep.added, rep.updated, rep.removed, len(rep.failed))
+        watcher = Watcher(idx, watch, on_report=reported, **(watch_options or {}))
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        idx.close()
+        if watcher is not None:
+            watcher.start()
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            idx.close()
 
     app = FastAPIOffline(title="lookalike", version=__version__, lifespan=lifespan,
                   description="Content-based image search: by image, by indexed image, by text.")
     app.state.index, app.state.token, app.state.max_bytes = idx, token or secrets.token_urlsafe(24), max_bytes
     app.state.follower, app.state.paths, app.state.drawings = follower, shown, drawings
-    app.state.thumbs = thumbs
+    app.state.thumbs, app.state.watcher = thumbs, watcher
 
     @app.exception_handler(LookalikeError)
     async def lookalike_error(_: Request, e: LookalikeError) -> JSONResponse:
