@@ -170,7 +170,7 @@ def test_an_index_written_by_0_2_opens_and_answers_the_same(spec, tmp_path):
     ro.close()
     assert folder_digest(folder) == before
     idx = Index(folder)  # a writable open migrates
-    assert idx.info()["schema_version"] == 2 and idx.spec == spec
+    assert idx.info()["schema_version"] == 3 and idx.spec == spec
     assert idx.catalog.get_setting("pipeline") is None and idx.catalog.get_setting("document")["base"]["name"]
     assert not (folder / "local_features.sqlite").exists()
     for name, q in _queries().items():

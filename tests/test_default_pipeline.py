@@ -86,7 +86,7 @@ def test_index_built_when_default_was_gem_opens_as_gem(spec, photo_dir, tmp_path
     assert idx.spec == spec.replace("default", "gem")
     assert [h.path for h in idx.search(photo_dir / "img2.jpg", k=4).hits] == want
     doc = idx.catalog.get_setting("document")  # migrated, and recorded under its new name
-    assert doc["base"]["name"] == "gem" and idx.catalog.get_setting("schema_version") == 2
+    assert doc["base"]["name"] == "gem" and idx.catalog.get_setting("schema_version") == 3
     idx.close()
 
 

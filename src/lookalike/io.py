@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import io as _io
 import os
+import re
 import stat
 import warnings
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Union
 
@@ -13,7 +16,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from lookalike.errors import BadInputError, ImageError
 
-__all__ = ["ImageError", "read_file", "load_image", "decode", "as_rgb", "is_image_name"]
+__all__ = ["ImageError", "read_file", "load_image", "decode", "as_rgb", "is_image_name", "ImageInfo", "image_info",
+           "file_type"]
 
 Source = Union[str, os.PathLike, bytes]
 
@@ -22,8 +26,6 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
 
 
 def _name(source: Source) -> str:
@@ -172,3 +174,74 @@ def _array_rgb(a: np.ndarray) -> np.ndarray:
         rgb, alpha = a[:, :, :3].astype(np.float32), a[:, :, 3:].astype(np.float32) / 255.0
         a = np.rint(rgb * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
     return np.ascontiguousarray(a)
+
+
+# -- metadata from the header (no pixels decoded) ---------------------------------------------------
+TYPE_OF_FORMAT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff",
+                  "WEBP": "webp", "PPM": "ppm", "HEIF": "heic", "AVIF": "avif"}
+TYPE_ALIASES = {"jpeg": "jpg", "jfif": "jpg", "jpe": "jpg", "tif": "tiff", "pgm": "ppm", "pbm": "ppm", "heif": "heic"}
+_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+@dataclass
+class ImageInfo:
+    """What an image's header says: pixel size as displayed (EXIF rotation applied), its type,
+    when it was taken (EXIF ``DateTimeOriginal``, ISO ``YYYY-MM-DDTHH:MM:SS``) and the camera."""
+
+    width: int | None = None
+    height: int | None = None
+    type: str | None = None
+    taken: str | None = None
+    camera: str | None = None
+
+
+def file_type(name: str) -> str:
+    """A file type as a lower-case extension without the dot, one spelling per type (jpg, tiff)."""
+    ext = name.lower().rsplit(".", 1)[-1].strip() if "." in name else name.lower().strip()
+    return TYPE_ALIASES.get(ext, ext)
+
+
+def image_info(data: bytes, name: str = "<bytes>") -> ImageInfo:
+    """Size, type, date taken and camera from the header and EXIF of encoded bytes; cheap (PIL
+    reads the header only). Whatever cannot be read is None; it never raises."""
+    info = ImageInfo(type=file_type(name) if "." in os.path.basename(name) else None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(_io.BytesIO(data))
+            info.width, info.height = im.size
+            info.type = TYPE_OF_FORMAT.get(im.format or "", info.type)
+            exif = im.getexif()
+    except Exception:  # noqa: BLE001 - a header we cannot read gives no metadata, not an error
+        return info
+    try:
+        if exif.get(0x0112) in _ROTATED:
+            info.width, info.height = info.height, info.width
+        sub = exif.get_ifd(0x8769)
+        info.taken = exif_date(sub.get(0x9003)) or exif_date(sub.get(0x9004))
+        info.camera = camera_name(exif.get(0x010F), exif.get(0x0110))
+    except Exception:  # noqa: BLE001 - malformed EXIF: keep what the header gave
+        pass
+    return info
+
+
+def exif_date(value: object) -> str | None:
+    """``2021:07:04 18:30:00`` -> ``2021-07-04T18:30:00``; None for empty or impossible dates."""
+    if not isinstance(value, str):
+        return None
+    m = re.match(r"\s*(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})", value)
+    if not m:
+        return None
+    try:
+        return datetime(*(int(g) for g in m.groups())).isoformat()
+    except ValueError:
+        return None
+
+
+def camera_name(make: object, model: object) -> str | None:
+    """"Make Model", without the make twice (Canon writes "Canon" and "Canon EOS 5D")."""
+    make = make.strip(" \x00") if isinstance(make, str) else ""
+    model = model.strip(" \x00") if isinstance(model, str) else ""
+    if make and model.lower().startswith(make.split()[0].lower()):
+        return model
+    return " ".join(p for p in (make, model) if p) or None

@@ -32,7 +32,11 @@ CREATE TABLE IF NOT EXISTS images (
     width   INTEGER,
     height  INTEGER,
     vector  BLOB,
-    added   REAL NOT NULL
+    added   REAL NOT NULL,
+    taken   TEXT,
+    camera  TEXT,
+    type    TEXT,
+    folder  TEXT
 );
 CREATE INDEX IF NOT EXISTS images_hash ON images(hash);
 CREATE INDEX IF NOT EXISTS images_status ON images(status);
@@ -51,6 +55,14 @@ class ImageRow:
     error: str | None
     width: int | None = None
     height: int | None = None
+    taken: str | None = None  # ISO date-time (EXIF DateTimeOriginal, else the file's mtime)
+    camera: str | None = None
+    type: str | None = None  # jpg, png, ... (``io.file_type``)
+    folder: str | None = None
+
+
+ROW_COLUMNS = "id, path, size, mtime, hash, status, error, width, height"
+META_COLUMNS = "taken, camera, type, folder"
 
 
 class Catalog:
@@ -65,6 +77,23 @@ class Catalog:
         self._immutable = readonly and not Path(str(self.path) + "-wal").exists()
         if not readonly:
             self.db.executescript(SCHEMA)
+        self._columns: str | None = None
+
+    @property
+    def has_metadata(self) -> bool:
+        """Whether the images table has the metadata columns (an index of schema 2 read-only
+        has not; a writer adds them)."""
+        return self.columns != ROW_COLUMNS
+
+    @property
+    def columns(self) -> str:
+        """The columns ``ImageRow`` is read from (metadata as NULL where the table lacks it)."""
+        if self._columns is None or not self.readonly:
+            from lookalike.engine.metadata import has_columns
+
+            self._columns = ROW_COLUMNS + ", " + (META_COLUMNS if has_columns(self.db) else
+                                                  "NULL, NULL, NULL, NULL")
+        return self._columns
 
     # -- connections -------------------------------------------------------------------------
     @property
@@ -134,15 +163,11 @@ class Catalog:
 
     # -- images ------------------------------------------------------------------------------
     def by_path(self, path: str) -> ImageRow | None:
-        row = self.db.execute(
-            "SELECT id, path, size, mtime, hash, status, error, width, height FROM images WHERE path=?",
-            (path,)).fetchone()
+        row = self.db.execute(f"SELECT {self.columns} FROM images WHERE path=?", (path,)).fetchone()
         return ImageRow(*row) if row else None
 
     def get(self, image_id: int) -> ImageRow | None:
-        row = self.db.execute(
-            "SELECT id, path, size, mtime, hash, status, error, width, height FROM images WHERE id=?",
-            (int(image_id),)).fetchone()
+        row = self.db.execute(f"SELECT {self.columns} FROM images WHERE id=?", (int(image_id),)).fetchone()
         return ImageRow(*row) if row else None
 
     def rows(self, ids: Iterable[int]) -> dict[int, ImageRow]:
@@ -151,35 +176,44 @@ class Catalog:
         for s in range(0, len(ids), 500):
             chunk = ids[s:s + 500]
             q = ",".join("?" * len(chunk))
-            for row in self.db.execute(
-                    f"SELECT id, path, size, mtime, hash, status, error, width, height FROM images WHERE id IN ({q})",
-                    chunk):
+            for row in self.db.execute(f"SELECT {self.columns} FROM images WHERE id IN ({q})", chunk):
                 out[row[0]] = ImageRow(*row)
         return out
 
     def put_ok(self, db: sqlite3.Connection, path: str, size: int, mtime: float, digest: str,
-               width: int, height: int, vector: np.ndarray) -> int:
-        """Insert or replace the row of ``path`` (keeping its id) inside transaction ``db``."""
+               width: int, height: int, vector: np.ndarray, meta: dict[str, Any] | None = None) -> int:
+        """Insert or replace the row of ``path`` (keeping its id) inside transaction ``db``;
+        ``meta``: the metadata columns (``engine.metadata.row_metadata``)."""
+        from lookalike.engine.metadata import row_metadata
+
         blob = np.ascontiguousarray(vector, np.float32).tobytes()
+        m = meta if meta is not None else row_metadata(path, mtime, None)
+        extra = (m.get("taken"), m.get("camera"), m.get("type"), m.get("folder"))
         row = db.execute("SELECT id FROM images WHERE path=?", (path,)).fetchone()
         if row:
             db.execute("UPDATE images SET size=?, mtime=?, hash=?, status='ok', error=NULL, width=?, height=?,"
-                       " vector=?, added=? WHERE id=?", (size, mtime, digest, width, height, blob, time.time(), row[0]))
+                       " vector=?, added=?, taken=?, camera=?, type=?, folder=? WHERE id=?",
+                       (size, mtime, digest, width, height, blob, time.time(), *extra, row[0]))
             return int(row[0])
-        cur = db.execute("INSERT INTO images(path, size, mtime, hash, status, width, height, vector, added)"
-                         " VALUES (?, ?, ?, ?, 'ok', ?, ?, ?, ?)",
-                         (path, size, mtime, digest, width, height, blob, time.time()))
+        cur = db.execute("INSERT INTO images(path, size, mtime, hash, status, width, height, vector, added,"
+                         " taken, camera, type, folder) VALUES (?, ?, ?, ?, 'ok', ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (path, size, mtime, digest, width, height, blob, time.time(), *extra))
         return int(cur.lastrowid)
 
     def put_error(self, db: sqlite3.Connection, path: str, size: int | None, mtime: float | None,
                   reason: str) -> int:
+        from lookalike.engine.metadata import row_metadata
+
+        m = row_metadata(path, mtime, None)
+        extra = (m["taken"], m["type"], m["folder"])
         row = db.execute("SELECT id FROM images WHERE path=?", (path,)).fetchone()
         if row:
             db.execute("UPDATE images SET size=?, mtime=?, hash=NULL, status='error', error=?, vector=NULL,"
-                       " added=? WHERE id=?", (size, mtime, reason, time.time(), row[0]))
+                       " added=?, taken=?, camera=NULL, type=?, folder=? WHERE id=?",
+                       (size, mtime, reason, time.time(), *extra, row[0]))
             return int(row[0])
-        cur = db.execute("INSERT INTO images(path, size, mtime, status, error, added) VALUES (?, ?, ?, 'error', ?, ?)",
-                         (path, size, mtime, reason, time.time()))
+        cur = db.execute("INSERT INTO images(path, size, mtime, status, error, added, taken, type, folder)"
+                         " VALUES (?, ?, ?, 'error', ?, ?, ?, ?, ?)", (path, size, mtime, reason, time.time(), *extra))
         return int(cur.lastrowid)
 
     def delete(self, db: sqlite3.Connection, ids: Iterable[int]) -> None:

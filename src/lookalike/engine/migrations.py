@@ -4,6 +4,8 @@
         local features in ``local_features.sqlite``; no stamp of the saved derived state.
     2   the pipeline as one document (``pipelines.spec.PipelineDoc``) in setting ``document``;
         local features in the catalog (``local_features`` table), changed in the writer's batches.
+    3   per-image metadata for filters (``engine.metadata``): date taken, camera, type, folder, and
+        width / height as the file's pixel size; filled from the files' headers when migrating.
 
 ``read_document`` interprets any version in memory (a read-only open writes nothing);
 ``migrate`` writes the current version, by the writer only.
@@ -16,10 +18,11 @@ from typing import Any, Callable
 
 from lookalike.engine.catalog import Catalog
 from lookalike.engine.folder import IndexFolder
+from lookalike.engine import metadata
 from lookalike.errors import ConflictError
 from lookalike.pipelines import RENAMED_BASES, PipelineDoc, build, parse_spec, stored_form
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 log = logging.getLogger(__name__)
 
 
@@ -91,7 +94,14 @@ def _to_v2(catalog: Catalog, folder: IndexFolder, db: sqlite3.Connection) -> Cal
     return after_commit
 
 
-MIGRATIONS: dict[int, Callable[[Catalog, IndexFolder, sqlite3.Connection], Callable[[], None]]] = {1: _to_v2}
+def _to_v3(catalog: Catalog, folder: IndexFolder, db: sqlite3.Connection) -> Callable[[], None]:
+    metadata.add_columns(db)
+    metadata.fill_missing(db)
+    return lambda: None
+
+
+MIGRATIONS: dict[int, Callable[[Catalog, IndexFolder, sqlite3.Connection], Callable[[], None]]] = {
+    1: _to_v2, 2: _to_v3}
 
 
 def migrate(catalog: Catalog, folder: IndexFolder) -> int:
@@ -115,3 +125,4 @@ def new_settings(doc: PipelineDoc, db: sqlite3.Connection, catalog: Catalog, ver
     catalog.set_setting("document", doc.to_dict(), db)
     catalog.set_setting("schema_version", SCHEMA_VERSION, db)
     catalog.set_setting("versions", versions, db)
+    metadata.add_columns(db)  # the indexes of the metadata columns

@@ -20,7 +20,8 @@ import numpy as np
 
 from lookalike.engine.thumbs import make_thumbnail
 from lookalike.errors import BadInputError
-from lookalike.io import ImageError, decode, read_file
+from lookalike.engine.metadata import row_metadata
+from lookalike.io import ImageError, ImageInfo, decode, image_info, read_file
 from lookalike.pipelines import PipelineDoc, build
 
 
@@ -38,6 +39,7 @@ class Result:
     error: str | None = None
     extra: dict[str, Any] | None = None  # e.g. logits for automatic tags
     same_as: int | None = None  # the indexed image whose vector was reused (same content)
+    meta: dict[str, Any] | None = None  # date taken, camera, type, folder (``engine.metadata``)
     thumb: bytes | None = None  # its thumbnail (engine.thumbs), made from the image decoded here
 
 
@@ -49,7 +51,18 @@ class Loaded:
     digest: str | None
     image: np.ndarray | None
     error: str | None
+    info: ImageInfo | None = None
     thumb: bytes | None = None
+
+    def result(self, vector: np.ndarray | None = None, error: str | None = None, **kw: Any) -> Result:
+        """This file's ``Result``: its pixel size and metadata from the header (the decoded image
+        may be smaller), with a vector or an error."""
+        if error is not None or vector is None:
+            return Result(self.path, self.size, self.mtime, self.digest, error=error, **kw)
+        meta = row_metadata(self.path, self.mtime, self.info)
+        h, w = self.image.shape[:2] if self.image is not None else (0, 0)
+        return Result(self.path, self.size, self.mtime, self.digest, meta.pop("width") or w,
+                      meta.pop("height") or h, vector, meta=meta, **kw)
 
 
 def read_one(path: str, max_side: int | None = None) -> Loaded:
@@ -66,9 +79,10 @@ def read_one(path: str, max_side: int | None = None) -> Loaded:
         return Loaded(path, size, mtime, None, None, e.reason)
     digest = hashlib.sha1(data).hexdigest()
     try:
-        return Loaded(path, size, mtime, digest, decode(data, path, max_side=max_side), None)
+        image = decode(data, path, max_side=max_side)
     except ImageError as e:
         return Loaded(path, size, mtime, digest, None, e.reason)
+    return Loaded(path, size, mtime, digest, image, None, image_info(data, path))
 
 
 def describer_key(doc: PipelineDoc) -> str:
@@ -117,8 +131,7 @@ def process_batch(key: str, state_dir: str | None, paths: list[str], read_thread
     for x in loaded:
         hit = known(x.digest) if (known is not None and x.image is not None and x.digest) else None
         if hit is not None:
-            out[x.path] = Result(x.path, x.size, x.mtime, x.digest, x.image.shape[1], x.image.shape[0],
-                                 hit[1], same_as=hit[0], thumb=x.thumb)
+            out[x.path] = x.result(hit[1], same_as=hit[0], thumb=x.thumb)
         elif x.image is not None:
             ok.append(x)
     if ok:
@@ -126,21 +139,20 @@ def process_batch(key: str, state_dir: str | None, paths: list[str], read_thread
         try:
             vecs, logits = pipe.extractor.describe_with_logits(images)
             for j, x in enumerate(ok):
-                out[x.path] = Result(x.path, x.size, x.mtime, x.digest, x.image.shape[1], x.image.shape[0],
-                                     np.asarray(vecs[j], np.float32),
-                                     extra={"logits": logits[j]} if logits is not None else None,
-                                     thumb=x.thumb)
+                out[x.path] = x.result(np.asarray(vecs[j], np.float32),
+                                       extra={"logits": logits[j]} if logits is not None else None,
+                                       thumb=x.thumb)
         except Exception as e:  # noqa: BLE001 - one bad batch must not stop the run: retry singly
             if len(ok) == 1:
                 x = ok[0]
-                out[x.path] = Result(x.path, x.size, x.mtime, x.digest, error=f"feature extraction failed ({e})")
+                out[x.path] = x.result(error=f"feature extraction failed ({e})")
             else:
                 for x in ok:
                     out[x.path] = process_batch(key, state_dir, [x.path], 1, None, state_version, thumbs,
                                                 have_thumb)[0]
     for x in loaded:
         if x.image is None:
-            out[x.path] = Result(x.path, x.size, x.mtime, x.digest, error=x.error)
+            out[x.path] = x.result(error=x.error)
     return [out[p] for p in paths]
 
 

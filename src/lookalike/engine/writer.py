@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 
 from lookalike.engine.files import as_paths, walk
+from lookalike.engine.metadata import add_columns, has_columns
 from lookalike.engine.results import AddReport
 from lookalike.engine.runners import LocalRunner, Result, describer_key, process_batch
 from lookalike.engine.thumbs import THUMB_SIDE, ThumbStore, make_thumbnail
@@ -202,7 +203,7 @@ class Writer:
                         err(r.path, r.error or "unknown error")
                         continue
                     iid = ix.catalog.put_ok(db, r.path, r.size or 0, r.mtime or 0.0, r.digest or "",
-                                            r.width, r.height, r.vector)
+                                            r.width, r.height, r.vector, r.meta)
                     if existed and existed[1] == "ok":
                         removed.append(iid)
                         rep.updated += 1
@@ -226,6 +227,8 @@ class Writer:
 
     def _ensure_schema(self, db: Any) -> None:
         if not self._schema_ready:
+            if not has_columns(db):  # migration left to a later writer (this one was busy then)
+                add_columns(db)
             for e in self.ix.pipeline.extensions:
                 e.schema(db)
             self._schema_ready = True
