@@ -170,7 +170,8 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         info = ix.info()
         info.pop("index", None)  # the server's folders are not the client's business
         info["skipped"] = shown.items(info.get("skipped", []))
-        info.update(explain=explain_available(), max_upload_bytes=max_bytes, reloads=follower.reloads)
+        info.update(explain=explain_available(), max_upload_bytes=max_bytes, reloads=follower.reloads,
+                    text=ix.supports_text)
         return info
 
     # -- search ----------------------------------------------------------------------------------

@@ -1,7 +1,11 @@
 "use strict";
-// The lookalike search page: query by a dropped/pasted/picked image, by text, or by a result.
+// The lookalike page: the collection (newest first) and searches by a dropped/pasted/picked image,
+// a text, a composed query or a result ("similar"), narrowed by filters, a page at a time as the
+// list scrolls. Only thumbnails are shown; originals are opened on request.
 const $ = (id) => document.getElementById(id);
-const state = { file: null, queryId: null, explain: false };
+const GALLERY_PAGE = 48;
+const state = { file: null, queryId: null, explain: false, text: false, view: null, offset: 0, done: true,
+                loading: false, seen: new Set(), generation: 0 };
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -21,26 +25,127 @@ async function call(url, options = {}) {
 
 const k = () => Math.max(1, Math.min(200, parseInt($("k").value, 10) || 12));
 
-async function loadStats() {
-  try {
-    const s = await call("/stats");
-    state.explain = !!s.explain;
-    $("stats").textContent = `${s.images} images · pipeline ${s.pipeline}`;
-  } catch (e) { $("stats").textContent = `stats unavailable (${e.message})`; }
-}
+// -- filters ---------------------------------------------------------------------------------------
+const FIELDS = [["folder", "f-folder"], ["camera", "f-camera"], ["date_from", "f-date-from"], ["date_to", "f-date-to"],
+                ["min_width", "f-min-width"], ["min_height", "f-min-height"], ["keyword", "f-keyword"]];
 
-async function run(label, request) {
-  setStatus(`searching ${label}…`);
-  try {
-    const res = await request();
-    render(res);
-    setStatus(`${res.results.length} results for ${label} in ${res.took_ms.toFixed(1)} ms`);
-  } catch (e) {
-    $("results").replaceChildren();
-    setStatus(`search failed: ${e.message}`, true);
+function filterParams() {
+  const p = new URLSearchParams();
+  if ($("filters").hidden) return p;
+  for (const [name, id] of FIELDS) {
+    const v = $(id).value.trim();
+    if (v && !$(id).closest("[hidden]")) p.set(name, v);
   }
+  const types = [...document.querySelectorAll("#f-types input:checked")].map((c) => c.value);
+  if (types.length) p.set("type", types.join(","));
+  return p;
 }
 
+function option(select, value, label) {
+  const o = document.createElement("option");
+  o.value = value;
+  o.textContent = label || value;
+  select.append(o);
+}
+
+async function loadFilters() {
+  let f;
+  try { f = await call("/filters"); } catch (_) { return; }  // a server without filters: none shown
+  for (const d of f.folders || []) option($("f-folder"), d, d || "(top folder)");
+  for (const c of f.cameras || []) option($("f-camera"), c);
+  for (const t of f.types || []) {
+    const label = document.createElement("label");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.value = t;
+    label.append(box, ` ${t}`);
+    $("f-types").append(label);
+  }
+  $("f-types").hidden = !(f.types || []).length;
+  for (const id of ["f-date-from", "f-date-to"]) {
+    if (f.date_min) $(id).min = String(f.date_min).slice(0, 10);
+    if (f.date_max) $(id).max = String(f.date_max).slice(0, 10);
+  }
+  if (f.width_max) $("f-min-width").max = f.width_max;
+  if (f.height_max) $("f-min-height").max = f.height_max;
+  $("f-keyword-label").hidden = !state.text;
+  $("filters").hidden = false;
+}
+
+function countFilters() {
+  const n = [...filterParams().keys()].length;
+  $("filter-count").textContent = n ? `(${n} on)` : "";
+}
+
+// -- views: what the list shows, fetched a page at a time ------------------------------------------
+function galleryView() {
+  return { label: "the collection", fetch: (offset) => {
+    const p = filterParams();
+    p.set("offset", offset);
+    p.set("limit", GALLERY_PAGE);
+    return call(`/images?${p}`).then((r) => ({ items: r.items, total: r.total, more: offset + r.items.length < r.total }));
+  } };
+}
+
+function searchView(label, params, upload = null) {
+  return { label, search: true, fetch: (offset) => {
+    const p = filterParams();
+    for (const [key, v] of Object.entries(params)) p.set(key, v);
+    p.set("k", k());
+    p.set("offset", offset);
+    const request = upload ? call(`/search?${p}`, { method: "POST", body: upload() }) : call(`/search?${p}`);
+    return request.then((r) => ({ items: r.results, took: r.took_ms, more: r.results.length >= k() }));
+  } };
+}
+
+function show(view) {
+  state.view = view;
+  state.offset = 0;
+  state.done = false;
+  state.seen = new Set();
+  state.generation += 1;
+  $("results").replaceChildren();
+  window.scrollTo(0, 0);
+  return more();
+}
+
+async function more() {
+  if (!state.view || state.loading || state.done) return;
+  const view = state.view, generation = state.generation;
+  state.loading = true;
+  setStatus(`${view.search ? "searching" : "loading"} ${view.label}…`);
+  try {
+    const page = await view.fetch(state.offset);
+    if (generation !== state.generation) return;  // another view was chosen meanwhile
+    const fresh = page.items.filter((it) => !state.seen.has(it.id));
+    fresh.forEach((it) => state.seen.add(it.id));
+    $("results").append(...fresh.map((it, i) => card(it, state.offset + i + 1, view.search)));
+    state.offset += page.items.length;
+    state.done = !page.more || !page.items.length;
+    const shown = $("results").children.length;
+    if (view.search) {
+      setStatus(`${shown} results for ${view.label}` + (page.took !== undefined ? ` in ${page.took.toFixed(1)} ms` : ""));
+    } else {
+      setStatus(`${page.total} images${filterParams().toString() ? " (filtered)" : ""}, newest first · ${shown} shown`);
+    }
+  } catch (e) {
+    if (generation !== state.generation) return;
+    state.done = true;
+    if (!state.offset) $("results").replaceChildren();
+    setStatus(`${view.search ? "search" : "loading"} failed: ${e.message}`, true);
+  } finally {
+    if (generation === state.generation) state.loading = false;
+    $("more").hidden = state.done;
+  }
+  if (!state.done && nearEnd()) more();  // the page is not full yet
+}
+
+function nearEnd() {
+  const r = $("more-wrap").getBoundingClientRect();
+  return r.top < window.innerHeight + 600;
+}
+
+// -- queries -------------------------------------------------------------------------------------
 function searchFile(file) {
   state.file = file;
   state.queryId = null;
@@ -49,79 +154,114 @@ function searchFile(file) {
   if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
   preview.src = URL.createObjectURL(file);
   preview.hidden = false;
-  const form = new FormData();
-  form.append("image", file, file.name || "pasted.png");
-  return run(`the image ${file.name || "pasted"}`, () => call(`/search?k=${k()}${$("rotate").checked ? "&rotate=true" : ""}`, { method: "POST", body: form }));
+  const form = () => {
+    const f = new FormData();
+    f.append("image", file, file.name || "pasted.png");
+    return f;
+  };
+  const params = $("rotate").checked ? { rotate: "true" } : {};
+  return show(searchView(`the image ${file.name || "pasted"}`, params, form));
 }
 
 function searchId(id) {
   state.file = null;
   state.queryId = id;
   $("add-btn").disabled = true;
-  $("preview").src = `/images/${id}/thumb`;
+  $("preview").src = `/thumbs/${id}`;
   $("preview").hidden = false;
-  return run(`image #${id}`, () => call(`/search?id=${id}&k=${k()}`));
+  return show(searchView(`image #${id}`, { id }));
 }
 
 function searchText(text) {
   state.queryId = null;
   $("preview").hidden = true;
-  return run(`“${text}”`, () => call(`/search?text=${encodeURIComponent(text)}&k=${k()}`));
+  return show(searchView(`“${text}”`, { text }));
 }
 
-function link(text, onClick) {
+function searchComposed(q) {
+  state.queryId = null;
+  $("preview").hidden = true;
+  return show(searchView(`“${q}”`, { q }));
+}
+
+function gallery() {
+  state.queryId = null;
+  state.file = null;
+  $("preview").hidden = true;
+  $("add-btn").disabled = true;
+  return show(galleryView());
+}
+
+function rerun() {
+  countFilters();
+  if (state.view) show(state.view);
+}
+
+// -- cards ---------------------------------------------------------------------------------------
+function link(text, onClick, cls = "link") {
   const a = document.createElement("a");
   a.href = "#";
-  a.className = "link";
+  a.className = cls;
   a.textContent = text;
   a.addEventListener("click", (ev) => { ev.preventDefault(); ev.stopPropagation(); onClick(); });
   return a;
 }
 
-function show(src, alt, wide = false) {
+function showLarge(src, alt, wide = false) {
   $("viewer-img").classList.toggle("wide", wide);
   $("viewer-img").src = src;
   $("viewer-img").alt = alt;
   $("viewer").showModal();
 }
 
-function render(res) {
-  const cards = res.results.map((r) => {
-    const card = document.createElement("div");
-    card.className = "card";
-    card.dataset.id = r.id;
-    const name = r.path.split("/").pop();
-    const img = document.createElement("img");
-    img.src = `/images/${r.id}/thumb`;
-    img.alt = name;
-    img.loading = "lazy";
-    img.title = "search by this image";
-    img.addEventListener("click", () => searchId(r.id));
-    const meta = document.createElement("div");
-    meta.className = "meta";
-    const rank = document.createElement("span");
-    rank.textContent = `#${r.rank}`;
-    const score = document.createElement("span");
-    score.className = "score";
-    score.textContent = r.score.toFixed(4);
-    meta.append(rank, score);
-    const label = document.createElement("div");
-    label.className = "name";
-    label.textContent = name;
-    label.title = r.path;
-    const links = document.createElement("div");
-    links.className = "links";
-    links.append(link("full size", () => show(`/images/${r.id}`, name)));
-    if (state.explain && state.queryId !== null && state.queryId !== r.id) {
-      const q = state.queryId;
-      links.append(link("why?", () => show(`/explain?query_id=${q}&id=${r.id}`, `matches ${q} ↔ ${r.id}`, true)));
-    }
-    card.append(img, meta, label, links);
-    return card;
-  });
-  $("results").replaceChildren(...cards);
+function details(it) {
+  const parts = [];
+  if (it.width && it.height) parts.push(`${it.width}×${it.height}`);
+  if (it.taken) parts.push(String(it.taken).slice(0, 10));
+  if (it.camera) parts.push(it.camera);
+  return parts.join(" · ");
 }
 
+function card(it, rank, scored) {
+  const c = document.createElement("div");
+  c.className = "card";
+  c.dataset.id = it.id;
+  const name = it.path.split("/").pop();
+  const img = document.createElement("img");
+  img.src = it.thumb || `/thumbs/${it.id}`;
+  img.alt = name;
+  img.loading = "lazy";
+  img.decoding = "async";
+  img.title = "find similar images";
+  img.addEventListener("click", () => searchId(it.id));
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const left = document.createElement("span");
+  left.textContent = scored ? `#${it.rank || rank}` : (details(it).split(" · ")[0] || "");
+  meta.append(left);
+  if (scored) {
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = it.score.toFixed(4);
+    meta.append(score);
+  }
+  const label = document.createElement("div");
+  label.className = "name";
+  label.textContent = name;
+  label.title = [it.path, details(it)].filter(Boolean).join("\n");
+  const links = document.createElement("div");
+  links.className = "links";
+  links.append(link("similar", () => searchId(it.id), "link similar"));
+  links.append(link("full size", () => showLarge(`/images/${it.id}`, name)));
+  if (scored && state.explain && state.queryId !== null && state.queryId !== it.id) {
+    const q = state.queryId;
+    links.append(link("why?", () => showLarge(`/explain?query_id=${q}&id=${it.id}`, `matches ${q} ↔ ${it.id}`, true)));
+  }
+  c.append(img, meta, label, links);
+  return c;
+}
+
+// -- adding --------------------------------------------------------------------------------------
 async function addToIndex() {
   if (!state.file) return;
   const token = $("token").value.trim();
@@ -135,6 +275,15 @@ async function addToIndex() {
   } catch (e) { setStatus(`adding failed: ${e.message}`, true); }
 }
 
+async function loadStats() {
+  try {
+    const s = await call("/stats");
+    state.explain = !!s.explain;
+    state.text = !!s.text;
+    $("stats").textContent = `${s.images} images · pipeline ${s.pipeline}`;
+  } catch (e) { $("stats").textContent = `stats unavailable (${e.message})`; }
+}
+
 function firstImage(items) {
   for (const it of items || []) {
     const f = it.kind === "file" ? it.getAsFile() : it;
@@ -143,7 +292,7 @@ function firstImage(items) {
   return null;
 }
 
-function init() {
+async function init() {
   const drop = $("drop");
   drop.addEventListener("click", (ev) => { if (!ev.target.closest("label, input")) $("file").click(); });
   drop.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") $("file").click(); });
@@ -163,11 +312,30 @@ function init() {
   $("text-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const t = $("text").value.trim();
-    if (t) searchText(t);
+    t ? searchText(t) : gallery();
   });
+  $("q-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const q = $("q").value.trim();
+    if (q) searchComposed(q);
+  });
+  $("gallery-btn").addEventListener("click", gallery);
+  $("filter-form").addEventListener("submit", (ev) => { ev.preventDefault(); rerun(); });
+  $("filter-form").addEventListener("change", countFilters);
+  $("filter-form").addEventListener("reset", () => setTimeout(rerun, 0));
+  $("more").addEventListener("click", more);
+  new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) more(); },
+                           { rootMargin: "600px 0px" }).observe($("more-wrap"));
   $("token").value = sessionStorage.getItem("lookalike-token") || "";
   $("add-btn").addEventListener("click", addToIndex);
-  loadStats();
+  await loadStats();
+  await loadFilters();
+  const asked = new URLSearchParams(location.search);  // links such as /?id=12, /?q=..., /?text=...
+  if (asked.get("k")) $("k").value = asked.get("k");
+  if (asked.get("id")) searchId(parseInt(asked.get("id"), 10));
+  else if (asked.get("q")) { $("q").value = asked.get("q"); searchComposed(asked.get("q")); }
+  else if (asked.get("text")) { $("text").value = asked.get("text"); searchText(asked.get("text")); }
+  else gallery();
 }
 
 document.addEventListener("DOMContentLoaded", init);
