@@ -121,7 +121,7 @@ async function more() {
     fresh.forEach((it) => state.seen.add(it.id));
     $("results").append(...fresh.map((it, i) => card(it, state.offset + i + 1, view.search)));
     state.offset += page.items.length;
-    state.done = !page.more || !page.items.length;
+    state.done = !page.more || !fresh.length;  // nothing new: the end (or a server without offset)
     const shown = $("results").children.length;
     if (view.search) {
       setStatus(`${shown} results for ${view.label}` + (page.took !== undefined ? ` in ${page.took.toFixed(1)} ms` : ""));
@@ -230,7 +230,6 @@ function card(it, rank, scored) {
   const img = document.createElement("img");
   img.src = it.thumb || `/thumbs/${it.id}`;
   img.alt = name;
-  img.loading = "lazy";
   img.decoding = "async";
   img.title = "find similar images";
   img.addEventListener("click", () => searchId(it.id));
