@@ -4,13 +4,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from lookalike.engine.compose import Part, parse_query
 from lookalike.engine.files import walk
+from lookalike.engine.filters import Filters
 from lookalike.engine.index import Index
 from lookalike.engine.results import AddReport, Hit, SearchResult
 from lookalike.errors import (BadInputError, BusyError, ConflictError, ImageError, LookalikeError, NotFoundError,
                               UnsupportedError)
 
-__all__ = ["open_index", "Index", "Hit", "SearchResult", "AddReport", "walk", "LookalikeError", "BadInputError",
+__all__ = ["open_index", "Index", "Hit", "SearchResult", "AddReport", "Filters", "Part", "parse_query", "walk", "LookalikeError", "BadInputError",
            "BusyError", "ConflictError", "ImageError", "NotFoundError", "UnsupportedError"]
 
 

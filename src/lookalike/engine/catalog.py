@@ -83,7 +83,7 @@ class Catalog:
     def has_metadata(self) -> bool:
         """Whether the images table has the metadata columns (an index of schema 2 read-only
         has not; a writer adds them)."""
-        return self.columns != ROW_COLUMNS
+        return self.columns.endswith(META_COLUMNS)
 
     @property
     def columns(self) -> str:

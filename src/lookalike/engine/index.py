@@ -177,9 +177,23 @@ class Index:
     # -- reading (the searcher) ------------------------------------------------------------------
     def search(self, image: Any = None, k: int = 10, text: str | None = None, id: int | None = None,  # noqa: A002
                box: tuple[int, int, int, int] | None = None, rerank: str | None = None,
-               rotate: bool = False, min_score: float | None = None) -> SearchResult:
-        """The k most similar indexed images; see ``Searcher.search``."""
-        return self.searcher.search(image, k, text, id, box, rerank, rotate, min_score)
+               rotate: bool = False, min_score: float | None = None, offset: int = 0,
+               filters: Any = None, query: Any = None) -> SearchResult:
+        """The k most similar indexed images (from place ``offset`` on) that pass ``filters``, to
+        an image, an id, a text or a composed ``query``; see ``Searcher.search``."""
+        return self.searcher.search(image, k, text, id, box, rerank, rotate, min_score, offset, filters, query)
+
+    def allowed_ids(self, filters: Any) -> Any:
+        """Sorted ids of the indexed images that pass ``filters`` (None for no filter)."""
+        return self.searcher.allowed(filters)
+
+    def listing(self, offset: int = 0, limit: int = 50, filters: Any = None) -> tuple[int, list[Any]]:
+        """(how many pass, one page of their catalog rows), newest taken first."""
+        return self.searcher.listing(offset, limit, filters)
+
+    def facets(self) -> dict[str, Any]:
+        """What the collection holds, for filter controls: folders, cameras, types, date and size ranges."""
+        return self.searcher.facets()
 
     def describe_query(self, image: Any, box: tuple[int, int, int, int] | None = None, rotate: bool = False):
         return self.searcher.describe_query(image, box, rotate)

@@ -11,6 +11,16 @@ class Hit:
     path: str
     score: float
     rank: int
+    width: int | None = None
+    height: int | None = None
+    taken: str | None = None  # ISO date-time: EXIF DateTimeOriginal, else the file's mtime
+    camera: str | None = None
+    type: str | None = None
+
+    @classmethod
+    def of(cls, row: Any, score: float, rank: int) -> "Hit":
+        """A hit on a catalog row (``engine.catalog.ImageRow``), with its metadata."""
+        return cls(row.id, row.path, score, rank, row.width, row.height, row.taken, row.camera, row.type)
 
 
 @dataclass

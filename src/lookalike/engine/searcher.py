@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lookalike.engine.compose import Part, as_parts
+from lookalike.engine.filters import Filters, allowed_ids
 from lookalike.engine.results import Hit, SearchResult
 from lookalike.errors import BadInputError, NotFoundError, UnsupportedError
 from lookalike.io import as_rgb
 from lookalike.pipelines import Pipeline, QueryContext, build, parse_steps, turned
 from lookalike.store.base import VectorStore
+from lookalike.vectors import l2n
 
 if TYPE_CHECKING:
     from lookalike.engine.index import Index
@@ -57,41 +60,190 @@ class Searcher:
 
     def search(self, image: Any = None, k: int = 10, text: str | None = None, id: int | None = None,  # noqa: A002
                box: Box | None = None, rerank: str | None = None, rotate: bool = False,
-               min_score: float | None = None) -> SearchResult:
+               min_score: float | None = None, offset: int = 0, filters: Any = None,
+               query: "str | list[Part] | None" = None) -> SearchResult:
         """The k most similar indexed images to an image (path, bytes, file object, PIL image or
-        array), an indexed id, or a text; ``rerank`` adds re-rank steps for this query; ``rotate``
-        also tries the query turned 90 degrees each way; ``min_score`` drops weaker hits."""
+        array), an indexed id, a text, or a composed ``query`` (``engine.compose``: images, ids
+        and texts with weights, negatives subtracted); ``rerank`` adds re-rank steps for this
+        query; ``rotate`` also tries the query turned 90 degrees each way; ``min_score`` drops
+        weaker hits; ``offset`` skips the first hits (pages); ``filters`` (``Filters`` or a
+        mapping of its fields) restricts the search to the images that pass, inside the search.
+
+        A composed query sums its image parts' L2-normalised descriptors, each times its weight
+        (negative for "unlike"), and searches with that vector: an image's score is then the
+        weighted sum of its cosine similarities to the parts. Text parts add their weight times
+        the image's text score (0-1); the total is divided by the sum of the positive weights, so
+        a one-part query scores as a plain one."""
         t0 = time.perf_counter()
         k = check_k(k)
+        offset = check_offset(offset)
+        n = k + offset
         timings: dict[str, float] = {}
+        given = sum(x is not None for x in (image, text, id, query))
+        if given != 1:
+            raise BadInputError("give one query: an image, an id, a text or a composed query")
+        allowed = self.allowed(filters)
+        if allowed is not None:
+            timings["filter"] = (time.perf_counter() - t0) * 1000
+            if not len(allowed):
+                return SearchResult([], (time.perf_counter() - t0) * 1000, timings)
         if text is not None:
-            return self._search_text(text, k, t0, min_score)
+            scores, ids = self._search_text(text, n, min_score, allowed)
+            return SearchResult(self.hits(scores, ids, min_score, offset), (time.perf_counter() - t0) * 1000)
+        if query is not None:
+            if box is not None or rotate:
+                raise BadInputError("box and rotate apply to a single query image, not to a composed query")
+            scores, ids = self._search_composed(as_parts(query), n, rerank, min_score, allowed, timings)
+            return SearchResult(self.hits(scores, ids, min_score, offset), (time.perf_counter() - t0) * 1000,
+                                timings)
         ctx = QueryContext(paths=self.ix.catalog.paths, local_features=self.ix.local_features)
         if id is not None:
-            vecs = self.ix.catalog.vectors([int(id)])
-            if int(id) not in vecs:
-                raise NotFoundError(f"no indexed image with id {id}")
-            q = self.ix.pipeline.prepare(vecs[int(id)][None])
+            q = self._id_vector(id)
             ctx.path = self.ix.catalog.paths([int(id)]).get(int(id))
             if rotate:
                 raise BadInputError("rotate applies to query images, not to indexed ids")
-        elif image is not None:
+        else:
             q, rgb = self.describe_query(image, box, rotate)
             ctx.image = rgb
             ctx.path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
-        else:
-            raise BadInputError("give an image, an id or a text")
         timings["describe"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
         with self.ix.lock.read():
             pipe, store = self._with_steps(rerank) if rerank else (self.ix.pipeline, self.ix.store)
             if len(q) > 1:
-                scores, ids = pipe.search_views(store, q, k, ctx)
+                scores, ids = pipe.search_views(store, q, n, ctx, allowed)
             else:
-                scores, ids = pipe.search(store, q, k, [ctx])
+                scores, ids = pipe.search(store, q, n, [ctx], allowed)
         timings["search"] = (time.perf_counter() - t1) * 1000
-        hits = self.hits(scores[0], ids[0], min_score)
+        hits = self.hits(scores[0], ids[0], min_score, offset)
         return SearchResult(hits, (time.perf_counter() - t0) * 1000, timings)
+
+    def allowed(self, filters: Any) -> np.ndarray | None:
+        """Sorted ids that pass ``filters`` (None: no filter)."""
+        f = Filters.of(filters)
+        if f is None:
+            return None
+        keyword = None
+        if self.ix.supports_text:
+            def keyword(word: str) -> np.ndarray:
+                reader = self._text_reader()
+                if reader is None:
+                    return np.zeros(0, np.int64)
+                ids = reader.image_ids()
+                return np.sort(ids[reader.keyword_scores(word, ids) > 0])
+        return allowed_ids(self.ix.catalog.db, f, self.ix.catalog.has_metadata, keyword)
+
+    def listing(self, offset: int = 0, limit: int = 50, filters: Any = None) -> tuple[int, list[Any]]:
+        """(how many indexed images pass ``filters``, the catalog rows of one page of them),
+        newest taken first (then by id)."""
+        offset = check_offset(offset)
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+            raise BadInputError(f"limit must be a whole number of at least 1, not {limit!r}")
+        cat = self.ix.catalog
+        order = "taken DESC, id DESC" if cat.has_metadata else "id"
+        f = Filters.of(filters)
+        if f is None:
+            total = cat.counts()["ok"]
+            ids = [r[0] for r in cat.db.execute(f"SELECT id FROM images WHERE status='ok' ORDER BY {order} "
+                                                "LIMIT ? OFFSET ?", (int(limit), offset))]
+        else:
+            allowed = self.allowed(f)
+            total = len(allowed)
+            ids = []
+            for s in range(0, len(allowed), 500):
+                chunk = allowed[s:s + 500].tolist()
+                ids += cat.db.execute(f"SELECT id, taken FROM images WHERE id IN ({','.join('?' * len(chunk))})",
+                                      chunk).fetchall()
+            ids = [i for i, _ in sorted(ids, key=lambda r: (r[1] or "", r[0]), reverse=True)][offset:offset + limit]
+        rows = cat.rows(ids)
+        return total, [rows[i] for i in ids if i in rows]
+
+    def facets(self) -> dict[str, Any]:
+        """Folders, cameras and types present, and the ranges of dates and sizes (indexed images)."""
+        cat = self.ix.catalog
+        if not cat.has_metadata:
+            return {"folders": [], "cameras": [], "types": [], "date_min": None, "date_max": None,
+                    "width_max": None, "height_max": None}
+        db = cat.db
+        col = lambda c: [r[0] for r in db.execute(  # noqa: E731
+            f"SELECT DISTINCT {c} FROM images WHERE status='ok' AND {c} IS NOT NULL ORDER BY {c}")]
+        lo, hi, w, h = db.execute("SELECT MIN(taken), MAX(taken), MAX(width), MAX(height) FROM images "
+                                  "WHERE status='ok'").fetchone()
+        return {"folders": col("folder"), "cameras": col("camera"), "types": col("type"),
+                "date_min": lo, "date_max": hi, "width_max": w, "height_max": h}
+
+    def _id_vector(self, image_id: int) -> np.ndarray:
+        vecs = self.ix.catalog.vectors([int(image_id)])
+        if int(image_id) not in vecs:
+            raise NotFoundError(f"no indexed image with id {image_id}")
+        return self.ix.pipeline.prepare(vecs[int(image_id)][None])
+
+    def _search_composed(self, parts: list[Part], n: int, rerank: str | None, min_score: float | None,
+                         allowed: np.ndarray | None, timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
+        positive = sum(p.weight for p in parts if p.weight > 0)
+        if positive <= 0:
+            raise BadInputError("a composed query needs at least one positive part (more like this)")
+        texts = [p for p in parts if p.is_text]
+        images = [p for p in parts if not p.is_text]
+        if texts and not self.ix.supports_text:
+            raise UnsupportedError(f"text parts are not supported by pipeline {self.ix.spec!r} "
+                                   "(use the text or default pipeline)")
+        if texts and rerank:
+            raise BadInputError("re-rank steps apply to queries made of images only")
+        q, ctx = None, QueryContext(paths=self.ix.catalog.paths, local_features=self.ix.local_features)
+        if images:
+            vecs = []
+            for p in images:
+                if p.id is not None:
+                    vecs.append(self._id_vector(p.id)[0])
+                else:
+                    v, rgb = self.describe_query(p.image)
+                    vecs.append(v[0])
+                    if len(images) == 1:
+                        ctx.image = rgb
+            q = sum(p.weight * l2n(v[None].astype(np.float32))[0] for p, v in zip(images, vecs))
+        timings["describe"] = (time.perf_counter() - t0) * 1000
+        t1 = time.perf_counter()
+        metric_ip = self.ix.pipeline.metric in ("ip", "cosine")
+        with self.ix.lock.read():
+            pipe, store = self._with_steps(rerank) if rerank else (self.ix.pipeline, self.ix.store)
+            if not texts:
+                norm = float(np.linalg.norm(q))
+                if norm < 1e-12:
+                    raise BadInputError("the query's parts cancel out (an image minus itself)")
+                scores, ids = pipe.search(store, (q / norm)[None].astype(np.float32), n, [ctx], allowed)
+                scale = norm / positive if metric_ip else 1.0
+                timings["search"] = (time.perf_counter() - t1) * 1000
+                return scores[0] * scale, ids[0]
+            reader = self._text_reader()
+            if reader is None:
+                return np.zeros(0, np.float32), np.zeros(0, np.int64)
+            pool = max(4 * n, 200)
+            with_text = reader.image_ids()
+            if allowed is not None:
+                with_text = np.intersect1d(with_text, allowed)
+            cands = [np.zeros(0, np.int64)]
+            if q is not None:
+                _, ids = pipe.search(store, l2n(q[None].astype(np.float32)), pool, None, allowed)
+                cands.append(ids[0][ids[0] >= 0])
+            for p in texts:
+                if p.weight > 0:
+                    _, ids = reader.search(p.text.strip(), pool, ids=with_text)
+                    cands.append(np.asarray(ids, np.int64))
+            cand = np.unique(np.concatenate(cands))
+            total = np.zeros(len(cand), np.float64)
+            if q is not None and len(cand):
+                present = np.isin(cand, store.ids())
+                cand, total = cand[present], total[present]
+                total += store.reconstruct(cand) @ q
+            if len(cand):
+                _, text_scores = reader.score([p.text.strip() for p in texts], ids=cand, readable_scores=True)
+                total += np.asarray([p.weight for p in texts]) @ text_scores
+        total /= positive
+        order = np.argsort(-total, kind="stable")[:n]
+        timings["search"] = (time.perf_counter() - t1) * 1000
+        return total[order].astype(np.float32), cand[order]
 
     def _with_steps(self, rerank: str) -> tuple[Pipeline, VectorStore]:
         """The index's pipeline with the steps of ``rerank`` after its own, those fitted in memory
@@ -130,7 +282,8 @@ class Searcher:
         self._extra[key] = (pipe, store)
         return pipe, store
 
-    def _search_text(self, text: str, k: int, t0: float, min_score: float | None) -> SearchResult:
+    def _search_text(self, text: str, k: int, min_score: float | None,
+                     allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(text, str) or not text.strip():
             raise BadInputError("the text query is empty")
         if not self.ix.supports_text:
@@ -138,9 +291,11 @@ class Searcher:
                                    "(use the text or default pipeline)")
         reader = self._text_reader()
         if reader is None:
-            return SearchResult([], (time.perf_counter() - t0) * 1000)
-        scores, ids = reader.search(text.strip(), k, min_score=min_score)
-        return SearchResult(self.hits(scores, ids, min_score), (time.perf_counter() - t0) * 1000)
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        if allowed is not None:
+            return reader.search(text.strip(), k, min_score=min_score,
+                                 ids=np.intersect1d(reader.image_ids(), allowed))
+        return reader.search(text.strip(), k, min_score=min_score)
 
     def _text_reader(self) -> Any:
         """A text reader for the catalog's current generation (it caches the index's text
@@ -155,12 +310,15 @@ class Searcher:
         self._text = (generation, reader)
         return reader
 
-    def hits(self, scores: np.ndarray, ids: np.ndarray, min_score: float | None = None) -> list[Hit]:
+    def hits(self, scores: np.ndarray, ids: np.ndarray, min_score: float | None = None,
+             offset: int = 0) -> list[Hit]:
+        """Hits from ranked (scores, ids), from place ``offset`` on (ranks count from the top)."""
         valid = [(float(s), int(i)) for s, i in zip(scores, ids) if i >= 0 and np.isfinite(s)]
         if min_score is not None:
             valid = [(s, i) for s, i in valid if s >= min_score]
         rows = self.ix.catalog.rows([i for _, i in valid])
-        return [Hit(i, rows[i].path, s, r + 1) for r, (s, i) in enumerate(v for v in valid if v[1] in rows)]
+        ranked = [v for v in valid if v[1] in rows]
+        return [Hit.of(rows[i], s, r + 1) for r, (s, i) in enumerate(ranked) if r >= offset]
 
 
 def check_k(k: Any) -> int:
@@ -169,6 +327,14 @@ def check_k(k: Any) -> int:
     if k < 1:
         raise BadInputError(f"k must be at least 1 (got {k})")
     return int(k)
+
+
+def check_offset(offset: Any) -> int:
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)):
+        raise BadInputError(f"offset must be a whole number, not {offset!r}")
+    if offset < 0:
+        raise BadInputError(f"offset must be 0 or more (got {offset})")
+    return int(offset)
 
 
 def crop(rgb: np.ndarray, box: Box) -> np.ndarray:

@@ -164,23 +164,33 @@ class Pipeline:
 
     # -- search --------------------------------------------------------------------------------
     def search(self, store: VectorStore, queries: np.ndarray, k: int,
-               contexts: Sequence[QueryContext] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) for each query vector, re-ranked by the steps."""
+               contexts: Sequence[QueryContext] | None = None,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) for each query vector, re-ranked by the steps; with ``allowed``
+        (sorted ids) only those are searched, and only those are kept after the steps (a step such
+        as query expansion searches again and may meet others)."""
         queries = np.asarray(queries, np.float32)
-        scores, ids = self._first_stage(store, queries, k)
-        return self._rerank(store, queries, scores, ids, k, contexts)
+        scores, ids = self._first_stage(store, queries, k, allowed)
+        return _keep(*self._rerank(store, queries, scores, ids, k if allowed is None else None, contexts),
+                     allowed, k)
 
-    def _first_stage(self, store: VectorStore, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest neighbours before re-ranking: k of them, or the shortlist when steps follow."""
+    def _first_stage(self, store: VectorStore, queries: np.ndarray, k: int,
+                     allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest neighbours before re-ranking: k of them, or the shortlist when steps follow;
+        among ``allowed`` only when given (the filter is applied inside the search)."""
         if self.metric == "chi2":
-            return _brute_force(self.extractor, store, queries, max(k, self.shortlist))
-        return store.search(queries, min(max(k, self.shortlist if self.steps else k), max(len(store), 1)))
+            return _brute_force(self.extractor, store, queries, max(k, self.shortlist), allowed)
+        kk = min(max(k, self.shortlist if self.steps else k), max(len(store), 1))
+        if allowed is not None and len(allowed) < len(store):
+            return store.search_within(queries, kk, allowed)
+        return store.search(queries, kk)
 
-    def _rerank(self, store: VectorStore, queries: np.ndarray, scores: np.ndarray, ids: np.ndarray, k: int,
+    def _rerank(self, store: VectorStore, queries: np.ndarray, scores: np.ndarray, ids: np.ndarray, k: int | None,
                 contexts: Sequence[QueryContext] | None) -> tuple[np.ndarray, np.ndarray]:
-        """Run the steps on each query's first-stage (scores, ids); top k of the result."""
+        """Run the steps on each query's first-stage (scores, ids); top k of the result (all of it
+        when k is None)."""
         if not self.steps:
-            return _pad(scores, ids, k)
+            return _pad(scores, ids, k) if k else (scores, ids)
         out_s, out_i = [], []
         for qi in range(len(queries)):
             s, i = scores[qi:qi + 1], ids[qi:qi + 1]
@@ -196,23 +206,25 @@ class Pipeline:
         I = np.full((len(queries), width), -1, np.int64)
         for qi, (s, i) in enumerate(zip(out_s, out_i)):
             S[qi, :len(s)], I[qi, :len(i)] = s, i
-        return _pad(S, I, k)
+        return _pad(S, I, k) if k else (S, I)
 
     def search_views(self, store: VectorStore, views: np.ndarray, k: int,
-                     context: QueryContext | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     context: QueryContext | None = None,
+                     allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (1, k) for one query given as several views (e.g. turned copies, see ``turned``):
         every image keeps its best score over the views. Re-rank steps then run once on that
         merged list, from the view whose top match is strongest (scores re-ranked from different
         views are not comparable)."""
         views = np.asarray(views, np.float32)
-        scores, ids = self._first_stage(store, views, k)
+        scores, ids = self._first_stage(store, views, k, allowed)
         merged_s, merged_i = best_per_id(scores, ids, scores.size)
         found = int((merged_i[0] >= 0).sum())
         merged_s, merged_i = merged_s[:, :found], merged_i[:, :found]
         if not self.steps:
             return _pad(merged_s[:, :k], merged_i[:, :k], k)
         best = int(np.argmax(scores[:, 0]))
-        return self._rerank(store, views[best:best + 1], merged_s, merged_i, k, [context] if context else None)
+        return _keep(*self._rerank(store, views[best:best + 1], merged_s, merged_i, k if allowed is None else None,
+                                   [context] if context else None), allowed, k)
 
 
 QUERY_TURNS = (1, 3)  # np.rot90 counts of the extra query views: 90 degrees left and right
@@ -255,8 +267,23 @@ def _pad(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
             np.hstack([ids, np.full((len(ids), pad), -1, np.int64)]))
 
 
-def _brute_force(extractor, store: VectorStore, queries: np.ndarray, k: int):
+def _keep(scores: np.ndarray, ids: np.ndarray, allowed: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's hits among ``allowed`` only, in order, padded to k (no-op without a filter)."""
+    if allowed is None:
+        return scores, ids
+    out_s = np.full((len(ids), k), -np.inf, np.float32)
+    out_i = np.full((len(ids), k), -1, np.int64)
+    for r in range(len(ids)):
+        ok = np.isin(ids[r], allowed) & (ids[r] >= 0)
+        s, i = scores[r][ok][:k], ids[r][ok][:k]
+        out_s[r, :len(s)], out_i[r, :len(i)] = s, i
+    return out_s, out_i
+
+
+def _brute_force(extractor, store: VectorStore, queries: np.ndarray, k: int, allowed: np.ndarray | None = None):
     ids = store.ids()
+    if allowed is not None:
+        ids = np.intersect1d(ids, allowed)
     if not len(ids):
         return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
     db = store.reconstruct(ids)

@@ -30,6 +30,7 @@ from PIL import Image
 
 from lookalike.version import __version__
 from lookalike.engine.catalog import ImageRow
+from lookalike.engine.compose import Part, parse_query
 from lookalike.engine.index import Index
 from lookalike.errors import BadInputError, BusyError, ImageError, LookalikeError
 from lookalike.io import decode
@@ -182,6 +183,31 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
     MIN_SCORE = Query(None, description="leave out results scoring below this (text: a 0-1 scale, below 0.3 "
                                          "is no match)")
 
+    def search_filters(
+            folder: Optional[str] = Query(None, max_length=1000, description="only images in this folder (as "
+                                          "/filters lists it) and its subfolders"),
+            date_from: Optional[str] = Query(None, max_length=32, description="taken on or after, YYYY-MM-DD"),
+            date_to: Optional[str] = Query(None, max_length=32, description="taken on or before, YYYY-MM-DD"),
+            camera: Optional[str] = Query(None, max_length=200, description="part of the camera's name (any case)"),
+            min_width: Optional[int] = Query(None, ge=0), min_height: Optional[int] = Query(None, ge=0),
+            max_width: Optional[int] = Query(None, ge=0), max_height: Optional[int] = Query(None, ge=0),
+            type: Optional[str] = Query(None, max_length=200, description="file types, e.g. jpg,png"),
+            keyword: Optional[str] = Query(None, max_length=200, description="a word of the image's text "
+                                           "(indexes with text)")) -> Optional[dict[str, Any]]:
+        given = {"folder": shown.folder(folder) if folder else None, "date_from": date_from, "date_to": date_to,
+                 "camera": camera, "min_width": min_width, "min_height": min_height, "max_width": max_width,
+                 "max_height": max_height, "types": type, "keyword": keyword}
+        given = {k: v for k, v in given.items() if v not in (None, "")}
+        return given or None
+
+    OFFSET = Query(0, ge=0, le=100_000, description="skip this many results (pages)")
+    COMPOSED = Query(None, max_length=2000, description="a composed query: parts joined by ' + ' and ' - ', "
+                     "each optionally WEIGHT: first; #ID is an indexed image, anything else text, e.g. "
+                     "'2:beach + #12 - people'")
+
+    def composed(q: Optional[str]) -> Optional[list[Part]]:
+        return parse_query(q, allow_paths=False) if q is not None else None
+
     def checked_steps(rerank: Optional[str]) -> Optional[str]:
         steps = parse_steps(rerank or "")
         known = rerankers()
@@ -191,48 +217,74 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
         return "+".join(s.to_spec() for s in steps) or None
 
     @app.post("/search", tags=["search"])
-    def search_image(image: UploadFile = File(..., description="the query image"),
-                     k: int = Query(10, ge=1, le=1000), min_score: Optional[float] = MIN_SCORE,
+    def search_image(image: Optional[UploadFile] = File(None, description="the query image"),
+                     k: int = Query(10, ge=1, le=1000), offset: int = OFFSET, min_score: Optional[float] = MIN_SCORE,
                      rotate: bool = Query(False, description="also search with the image turned 90° each way"),
-                     rerank: Optional[str] = RERANK,
+                     rerank: Optional[str] = RERANK, q: Optional[str] = COMPOSED,
+                     filters: Optional[dict[str, Any]] = Depends(search_filters),
                      ix: Index = Depends(fresh)) -> dict[str, Any]:
-        """The k indexed images most similar to an uploaded image."""
+        """The k indexed images most similar to an uploaded image (from place ``offset`` on), among
+        those that pass the filters; with ``q``, the image is one part of a composed query."""
+        if image is None and q is None:
+            raise HTTPException(400, "POST an image (form field 'image'), or give the query parameter 'q'")
         steps = checked_steps(rerank)
-        data = read_upload(image)
-        try:
-            rgb = decode(data, image.filename or "<upload>")
-        except ImageError as e:
-            raise image_error(e) from None
-        return results(ix.search(rgb, k=k, rotate=rotate, rerank=steps, min_score=min_score).to_dict())
+        parts = composed(q)
+        rgb = None
+        if image is not None:
+            data = read_upload(image)
+            try:
+                rgb = decode(data, image.filename or "<upload>")
+            except ImageError as e:
+                raise image_error(e) from None
+        if parts is not None:
+            if rgb is not None:
+                parts = [Part(1.0, image=rgb), *parts]
+            found = ix.search(query=parts, k=k, offset=offset, rerank=steps, min_score=min_score, filters=filters)
+        else:
+            found = ix.search(rgb, k=k, offset=offset, rotate=rotate, rerank=steps, min_score=min_score,
+                              filters=filters)
+        return results(found.to_dict())
 
     @app.get("/search", tags=["search"])
     def search_get(text: Optional[str] = Query(None, max_length=1000), id: Optional[int] = Query(None),
-                   k: int = Query(10, ge=1, le=1000), rerank: Optional[str] = RERANK,
-                   min_score: Optional[float] = MIN_SCORE,
+                   q: Optional[str] = COMPOSED, k: int = Query(10, ge=1, le=1000), offset: int = OFFSET,
+                   rerank: Optional[str] = RERANK, min_score: Optional[float] = MIN_SCORE,
+                   filters: Optional[dict[str, Any]] = Depends(search_filters),
                    ix: Index = Depends(fresh)) -> dict[str, Any]:
-        """Search by the text ``text`` or by the indexed image ``id``."""
-        if (text is None) == (id is None):
-            raise HTTPException(400, "give exactly one of the query parameters 'text' or 'id' "
+        """Search by the text ``text``, by the indexed image ``id`` (find similar) or by a composed
+        query ``q``, among the images that pass the filters, ``k`` results from place ``offset`` on."""
+        if sum(x is not None for x in (text, id, q)) != 1:
+            raise HTTPException(400, "give exactly one of the query parameters 'text', 'id' or 'q' "
                                      "(or POST an image)")
         if text is not None and not text.strip():
             raise HTTPException(400, "empty text query")
         steps = checked_steps(rerank)
-        return results(ix.search(text=text, id=id, k=k, rerank=steps, min_score=min_score).to_dict())
+        return results(ix.search(text=text, id=id, query=composed(q), k=k, offset=offset, rerank=steps,
+                                 min_score=min_score, filters=filters).to_dict())
 
     def results(found: dict[str, Any]) -> dict[str, Any]:
         found["results"] = thumbs.with_urls(shown.items(found["results"]))
         return found
 
     # -- images ----------------------------------------------------------------------------------
+    @app.get("/filters", tags=["images"])
+    def filter_choices(ix: Index = Depends(fresh)) -> dict[str, Any]:
+        """What the filters can choose from: folders (as ``folder`` takes them), cameras, file
+        types, and the ranges of dates taken and pixel sizes."""
+        f = ix.facets()
+        f["folders"] = sorted({shown.show_folder(d) for d in f["folders"]})
+        return f
+
     @app.get("/images", tags=["images"])
     def list_images(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=1000),
+                    filters: Optional[dict[str, Any]] = Depends(search_filters),
                     ix: Index = Depends(fresh)) -> dict[str, Any]:
-        """The indexed images by id, a page at a time."""
-        rows = ix.catalog.db.execute("SELECT id, path, width, height FROM images WHERE status='ok' "
-                                     "ORDER BY id LIMIT ? OFFSET ?", (limit, offset)).fetchall()
-        return {"total": ix.catalog.counts()["ok"], "offset": offset,
-                "items": thumbs.with_urls(shown.items({"id": i, "path": p, "width": w, "height": h}
-                                                      for i, p, w, h in rows))}
+        """The indexed images that pass the filters, newest taken first, a page at a time."""
+        total, rows = ix.listing(offset, limit, filters)
+        return {"total": total, "offset": offset,
+                "items": thumbs.with_urls(shown.items({"id": r.id, "path": r.path, "width": r.width, "height": r.height,
+                                                       "taken": r.taken, "camera": r.camera, "type": r.type}
+                                                      for r in rows))}
 
     @app.get("/images/{image_id:int}", tags=["images"], response_class=Response,
              responses={200: {"content": {"image/*": {}}}})

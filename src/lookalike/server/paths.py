@@ -52,6 +52,26 @@ class PathView:
             return os.path.relpath(path, root)
         return os.path.basename(path)
 
+    def show_folder(self, folder: str) -> str:
+        """A folder as the ``folder`` filter takes it back (``.`` for the common folder)."""
+        if self.mode == "absolute":
+            return folder
+        if folder == self.uploads or folder.startswith(self.uploads + os.sep):
+            return "uploads" + folder[len(self.uploads):]
+        root = self.root()
+        if root and (folder == root or folder.startswith(root.rstrip(os.sep) + os.sep)):
+            return os.path.relpath(folder, root)
+        return folder
+
+    def folder(self, shown: str) -> str:
+        """The absolute folder a client's ``folder`` names (shown as ``show_folder`` shows it)."""
+        if self.mode == "absolute":
+            return shown
+        rel = os.path.normpath(shown.strip().strip("/") or ".")
+        if rel == "uploads" or rel.startswith("uploads" + os.sep):
+            return os.path.join(self.index_dir, rel)
+        return os.path.normpath(os.path.join(self.root() or self.index_dir, rel))
+
     def items(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Copies of ``rows`` with their ``path`` shown."""
         root = self.root() if self.mode != "absolute" else None

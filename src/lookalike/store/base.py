@@ -50,6 +50,22 @@ class VectorStore(ABC):
     @abstractmethod
     def __len__(self) -> int: ...
 
+    def search_within(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest neighbours among ``ids`` only: a filter applied inside the search, so k
+        results come back whenever ``ids`` holds k stored vectors. This default scores the
+        subset's stored vectors exactly; backends override it with FAISS's ID selectors."""
+        q = as_vectors(queries, self.dim)
+        ids = np.intersect1d(as_ids(ids), self.ids())
+        out_s, out_i = [], []
+        for s in range(0, len(ids), EXACT_CHUNK):
+            chunk = ids[s:s + EXACT_CHUNK]
+            sc, ii = exact_top_k(q, self.reconstruct(chunk), chunk, k, self.metric)
+            out_s.append(sc)
+            out_i.append(ii)
+        if not out_s:
+            return empty_result(len(q), k)
+        return merge_top_k(np.hstack(out_s), np.hstack(out_i), k)
+
     def train(self, vectors: np.ndarray) -> None:  # noqa: B027 - optional hook
         """Learn quantisers from a sample (no-op for exact stores)."""
 
@@ -69,3 +85,34 @@ def as_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
     if v.shape[1] != dim:
         raise ValueError(f"vectors have dimension {v.shape[1]}, the store holds {dim}")
     return v
+
+
+EXACT_CHUNK = 16_384  # vectors scored at once by an exact subset search
+
+
+def empty_result(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
+
+
+def exact_top_k(q: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int,
+                metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, ids) of the queries against these vectors, exactly (higher = more similar)."""
+    v = np.ascontiguousarray(vectors, np.float32)
+    sc = q @ v.T if metric == "ip" else -((q * q).sum(1)[:, None] - 2 * q @ v.T + (v * v).sum(1)[None])
+    return merge_top_k(sc.astype(np.float32), np.broadcast_to(as_ids(ids), sc.shape), k)
+
+
+def merge_top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of each row of (scores, ids), best first, padded with (-inf, -1)."""
+    n, m = scores.shape
+    scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
+    if m > k:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        scores, ids = np.take_along_axis(scores, part, 1), np.take_along_axis(ids, part, 1)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    s, i = np.take_along_axis(scores, order, 1), np.take_along_axis(np.asarray(ids, np.int64), order, 1)
+    if s.shape[1] < k:
+        s = np.hstack([s, np.full((n, k - s.shape[1]), -np.inf, np.float32)])
+        i = np.hstack([i, np.full((n, k - i.shape[1]), -1, np.int64)])
+    i = np.where(np.isfinite(s), i, -1)
+    return s, i.astype(np.int64)

@@ -7,7 +7,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from lookalike.store.base import VectorStore, as_ids, as_vectors
+from lookalike.store.base import VectorStore, as_ids, as_vectors, empty_result, merge_top_k
 
 
 class FlatStore(VectorStore):
@@ -48,6 +48,21 @@ class FlatStore(VectorStore):
             ids = np.hstack([ids, np.full((len(q), pad), -1, np.int64)])
         scores[ids < 0] = -np.inf
         return scores.astype(np.float32), ids.astype(np.int64)
+
+    def search_within(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search restricted to ``ids`` by a FAISS ID selector (non-members are skipped
+        inside the scan)."""
+        q = as_vectors(queries, self.dim)
+        ids = as_ids(ids)
+        k = max(1, int(k))
+        if not len(ids) or not self._index.ntotal:
+            return empty_result(len(q), k)
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))
+        kk = min(k, len(ids), self._index.ntotal)
+        scores, found = self._index.search(q, kk, params=params)
+        if self.metric == "l2":
+            scores = -scores
+        return merge_top_k(scores.astype(np.float32), found.astype(np.int64), k)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         ids = as_ids(ids)

@@ -11,10 +11,11 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from lookalike.store.base import VectorStore, as_ids, as_vectors
+from lookalike.store.base import VectorStore, as_ids, as_vectors, empty_result, exact_top_k
 from lookalike.store.rows import RowMap, commit_folder, read_manifest, save_npy, top_k
 
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+EXACT_MAX = 4096  # a filtered search over at most this many vectors scores them exactly
 
 
 class HNSWStore(VectorStore):
@@ -80,6 +81,36 @@ class HNSWStore(VectorStore):
         del bitmap  # kept alive until the search returned
         scores = -dist if self.metric == "l2" else dist
         return top_k(scores, self._rows.to_ids(rows), k)
+
+    def search_within(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Search among ``ids`` only. A small subset (up to ``EXACT_MAX`` rows) is scored exactly
+        from the stored vectors; a larger one is searched in the graph with an ID selector of its
+        rows, with ``efSearch`` raised in inverse proportion to the share kept (a graph walk meets
+        members at that rate), so k members still come back."""
+        q = as_vectors(queries, self.dim)
+        k = max(1, int(k))
+        rows = self._rows.find(np.unique(as_ids(ids)))
+        rows = rows[rows >= 0]
+        if not len(rows):
+            return empty_result(len(q), k)
+        flat = self._flat_vectors()
+        if len(rows) <= EXACT_MAX or len(rows) <= k:
+            vecs = flat[rows] if flat is not None else np.vstack([self._index.reconstruct(int(r)) for r in rows])
+            return exact_top_k(q, vecs, self._rows.to_ids(rows), k, self.metric)
+        share = len(rows) / max(len(self._rows), 1)
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = int(min(max(self.ef_search, k) / share, max(self.ef_search, len(rows))))
+        params.sel = faiss.IDSelectorBatch(rows)
+        dist, found = self._index.search(q, min(k, len(rows)), params=params)
+        scores = -dist if self.metric == "l2" else dist
+        return top_k(scores, self._rows.to_ids(found), k)
+
+    def _flat_vectors(self) -> np.ndarray | None:
+        """The stored vectors as an (n_rows, dim) view when the graph keeps them uncompressed."""
+        storage = faiss.downcast_index(faiss.downcast_index(self._index).storage)
+        if not isinstance(storage, faiss.IndexFlat) or not storage.ntotal:
+            return None
+        return faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * self.dim).reshape(storage.ntotal, self.dim)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         ids = as_ids(ids)

@@ -34,6 +34,20 @@ from lookalike.store.base import VectorStore, as_ids, as_vectors
 from lookalike.store.rows import RowMap, commit_folder, read_manifest, save_npy, top_k
 
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+EXACT_MAX = 4096  # a filtered search over at most this many vectors scans them exactly
+
+
+def _preassigned(ivf: faiss.IndexIVF, q: np.ndarray, k: int, lists: np.ndarray, coarse_dis: np.ndarray,
+                 params: faiss.SearchParametersIVF) -> tuple[np.ndarray, np.ndarray]:
+    """``IndexIVF.search_preassigned`` with search parameters (the Python wrapper takes none)."""
+    q = np.ascontiguousarray(q, np.float32)
+    lists = np.ascontiguousarray(lists, np.int64)
+    coarse_dis = np.ascontiguousarray(coarse_dis, np.float32)
+    D = np.empty((len(q), k), np.float32)
+    I = np.empty((len(q), k), np.int64)
+    ivf.search_preassigned_c(len(q), faiss.swig_ptr(q), k, faiss.swig_ptr(lists), faiss.swig_ptr(coarse_dis),
+                             faiss.swig_ptr(D), faiss.swig_ptr(I), False, params)
+    return D, I
 
 
 class IVFPQStore(VectorStore):
@@ -229,8 +243,43 @@ class IVFPQStore(VectorStore):
             scores = dist + (q @ self._mean)[:, None] if self._mean is not None else dist
         return top_k(scores, ids, k)
 
-    def _scan(self, q: np.ndarray, k: int, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
-        live, mm = self._rows.live_rows(), self._vectors()
+    def search_within(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Search among ``ids`` only: a small subset (up to ``EXACT_MAX`` rows) or an untrained
+        index is scanned exactly from the vector file; otherwise the quantised index is searched
+        with an ID selector of the subset's rows, probing more lists in inverse proportion to the
+        share kept (so the probed lists still hold k members), then re-scored exactly."""
+        q = as_vectors(queries, self.dim)
+        k = max(1, int(k))
+        rows = self._rows.find(np.unique(as_ids(ids)))
+        rows = np.sort(rows[rows >= 0])
+        if not len(rows):
+            return top_k(np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64), k)
+        if len(rows) <= EXACT_MAX or not self._index.is_trained:
+            return self._scan(q, k, rows=rows)
+        share = len(rows) / max(len(self._rows), 1)
+        nlist = faiss.extract_index_ivf(self._index).nlist if self._is_ivf() else 1
+        sel = faiss.IDSelectorBatch(rows)
+        params = faiss.SearchParametersIVF(sel=sel) if self._is_ivf() else faiss.SearchParameters(sel=sel)
+        if self._is_ivf():
+            params.nprobe = int(min(nlist, max(self.nprobe, np.ceil(self.nprobe / share))))
+        kk = min(len(rows), k * max(1, self.rescore))
+        if self._ivf is not None:
+            coarse_dis, lists = self._ivf.quantizer.search(self._coarse(q), params.nprobe)
+            dist, found = _preassigned(self._ivf, q, kk, lists, coarse_dis, params)
+        else:
+            dist, found = self._index.search(q, kk, params=params)
+        found_ids = self._rows.to_ids(found)
+        if self.rescore:
+            scores = self._exact_scores(q, found, found_ids >= 0)
+        elif self.metric == "l2":
+            scores = -dist
+        else:
+            scores = dist + (q @ self._mean)[:, None] if self._mean is not None else dist
+        return top_k(scores, found_ids, k)
+
+    def _scan(self, q: np.ndarray, k: int, chunk: int = 65_536,
+              rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        live, mm = (self._rows.live_rows() if rows is None else rows), self._vectors()
         heap = faiss.ResultHeap(len(q), min(k, len(live)), keep_max=True)
         for s in range(0, len(live), chunk):
             rows = live[s:s + chunk]
