@@ -103,7 +103,8 @@ function show(view) {
   state.offset = 0;
   state.done = false;
   state.seen = new Set();
-  state.generation += 1;
+  state.generation += 1;  // a page still on its way for the previous view is dropped when it comes
+  state.loading = false;
   $("results").replaceChildren();
   window.scrollTo(0, 0);
   return more();
@@ -134,8 +135,10 @@ async function more() {
     if (!state.offset) $("results").replaceChildren();
     setStatus(`${view.search ? "search" : "loading"} failed: ${e.message}`, true);
   } finally {
-    if (generation === state.generation) state.loading = false;
-    $("more").hidden = state.done;
+    if (generation === state.generation) {
+      state.loading = false;
+      $("more").hidden = state.done;
+    }
   }
   if (!state.done && nearEnd()) more();  // the page is not full yet
 }
