@@ -10,7 +10,8 @@ index with ``lookalike serve`` on 127.0.0.1 and opens the page in headless Chrom
   of navigation until 50 result cards are shown with every thumbnail decoded (browser cache cleared);
 - ``click``: on a loaded page, "similar" on another result, timed from the click to the same point
   (cache cleared, so the new thumbnails come from the server);
-- ``click_cached``: the same with the browser cache kept (thumbnails seen before come from it).
+- ``click_again``: then "similar" on the first result (the same query again), the browser cache kept:
+  its thumbnails come from the cache (their URLs name their content, so they are kept for good).
 
 Prints one JSON object: medians and all runs in ms, the index build time, and the load average.
 Bounded: at most ``--runs`` of each, each within 60 s.
@@ -36,15 +37,22 @@ CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 # In the page: optionally click "similar" on a card, then poll until the status names the query and
 # k result cards are shown with every thumbnail decoded; returns [start, shown] in ms (performance.now()).
-SHOWN = """
+SHOWN = r"""
 const [k, status, card, done] = arguments;
 const t0 = performance.now();
 if (card) card.querySelector('a.similar').click();
 (function poll() {
   const imgs = [...document.querySelectorAll('#results .card img')];
   if (document.getElementById('status').textContent.includes(status) && imgs.length >= k
-      && imgs.every(i => i.complete && i.naturalWidth > 0)) done([t0, performance.now()]);
-  else setTimeout(poll, 1);
+      && imgs.every(i => i.complete && i.naturalWidth > 0)) {
+    const t1 = performance.now();
+    const after = performance.getEntriesByType('resource').filter(e => e.startTime >= t0 - 1);
+    const search = after.filter(e => /\/search\?/.test(e.name));
+    const thumbs = after.filter(e => /\/thumbs\//.test(e.name));
+    const span = (es) => es.length ? Math.max(...es.map(e => e.responseEnd)) - Math.min(...es.map(e => e.startTime)) : 0;
+    performance.clearResourceTimings();
+    done([t0, t1, span(search), span(thumbs)]);
+  } else setTimeout(poll, 1);
 })();
 """
 
@@ -129,9 +137,9 @@ def browser(profile: Path):
     return driver
 
 
-def shown(driver, k: int, status: str, card=None) -> tuple[float, float]:
-    t0, t1 = driver.execute_async_script(SHOWN, k, status, card)
-    return t0, t1
+def shown(driver, k: int, status: str, card=None) -> list[float]:
+    """[start, shown, the search request's time, the span of the thumbnail requests] in ms."""
+    return driver.execute_async_script(SHOWN, k, status, card)
 
 
 def main() -> None:
@@ -140,37 +148,54 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--work", type=Path, default=Path("/tmp/gallery-bench"))
+    ap.add_argument("--without-thumbs", action="store_true", help="serve as an index made without thumbnails")
     args = ap.parse_args()
     photos, index = args.work / "photos", args.work / f"idx-{args.images}"
     t0 = time.perf_counter()
     make_collection(photos, args.images)
     generated_s = time.perf_counter() - t0
     built_s = build_index(photos, index)
-    proc, base = serve(index)
+    thumbs, hidden = index / "thumbs", index / "thumbs.off"
+    if args.without_thumbs:  # as an index made before thumbnails: the server makes them from originals
+        thumbs.rename(hidden)
+    try:
+        proc, base = serve(index)
+    except BaseException:
+        if args.without_thumbs:
+            hidden.rename(thumbs)
+        raise
     driver = browser(args.work / "chrome-profile")
     rng = np.random.default_rng(1)
     ids = [int(i) for i in rng.choice(np.arange(1, args.images + 1), 3 * args.runs, replace=False)]
-    timings: dict[str, list[float]] = {"open": [], "click": [], "click_cached": []}
+    timings: dict[str, list[float]] = {"open": [], "click": [], "click_again": []}
+    parts: dict[str, list[float]] = {f"{n}_{p}": [] for n in ("click", "click_again") for p in ("search_request", "thumbnails")}
     try:
         driver.get(base + "/")  # warm the server (first requests import and build what they need)
         for qid in ids[:args.runs]:
             driver.execute_cdp_cmd("Network.clearBrowserCache", {})
             driver.get(f"{base}/?id={qid}&k={args.k}")
-            timings["open"].append(shown(driver, args.k, f"image #{qid} in")[1])  # since navigation start
-            # a click on "similar" of the last result: new thumbnails, cache cleared or kept
-            for name in ("click", "click_cached"):
+            t = shown(driver, args.k, f"image #{qid} in")
+            timings["open"].append(t[1])  # since navigation start
+            # "similar" on the last result (cache cleared), then on the first of its results (the same query)
+            for name in ("click", "click_again"):
                 if name == "click":
                     driver.execute_cdp_cmd("Network.clearBrowserCache", {})
-                card = driver.find_elements("css selector", "#results .card")[-1 if name == "click" else 1]
-                t0, t1 = shown(driver, args.k, f"image #{card.get_attribute('data-id')} in", card)
+                card = driver.find_elements("css selector", "#results .card")[-1 if name == "click" else 0]
+                t0, t1, search_ms, thumbs_ms = shown(driver, args.k, f"image #{card.get_attribute('data-id')} in", card)
                 timings[name].append(t1 - t0)
+                parts[name + "_search_request"].append(search_ms)
+                parts[name + "_thumbnails"].append(thumbs_ms)
     finally:
         driver.quit()
         proc.terminate()
         proc.wait(timeout=20)
+        if args.without_thumbs:
+            hidden.rename(thumbs)
     out = {
         "images": args.images, "k": args.k, "runs": args.runs, "pipeline": "color", "viewport": "1200x900",
+        "stored_thumbnails": not args.without_thumbs,
         "median_ms": {k: round(statistics.median(v), 1) for k, v in timings.items()},
+        "median_parts_ms": {k: round(statistics.median(v), 1) for k, v in parts.items()},
         "all_ms": {k: [round(x, 1) for x in v] for k, v in timings.items()},
         "index_build_s": round(built_s, 1) if built_s is not None else "reused",
         "generated_s": round(generated_s, 1),
