@@ -16,6 +16,7 @@ from conftest import synthetic_photo
 from lookalike.api import Index
 from lookalike.server import create_app
 from lookalike.engine.locks import RWLock
+from lookalike.engine.thumbs import ThumbStore
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -40,6 +41,11 @@ def index_dir(photo_dir: Path, tmp_path: Path) -> Path:
 def client(index_dir: Path):
     with TestClient(create_app(index_dir, token=TOKEN, max_upload_mb=0.25, reload_every=0)) as c:
         yield c
+
+
+def drop_thumbnails(index_dir: Path) -> None:
+    for p in index_dir.glob("thumbs.sqlite*"):
+        p.unlink()
 
 
 def ids_of(c: TestClient, name: str) -> int:
@@ -125,9 +131,9 @@ def test_originals_and_stored_thumbnails(client, index_dir, photo_dir):
     item = next(it for it in client.get("/images?limit=100").json()["items"] if it["id"] == i)
     digest = client.app.state.index.catalog.get(i).hash
     assert item["thumb"] == f"/thumbs/{i}?v={digest[:16]}"
-    stored = index_dir / "thumbs" / digest[:2] / f"{digest}.jpg"  # made when the image was indexed
+    stored = ThumbStore(index_dir / "thumbs.sqlite", readonly=True).read(digest)  # made when it was indexed
     t = client.get(item["thumb"])
-    assert t.status_code == 200 and t.headers["content-type"] == "image/jpeg" and t.content == stored.read_bytes()
+    assert t.status_code == 200 and t.headers["content-type"] == "image/jpeg" and t.content == stored
     assert Image.open(io.BytesIO(t.content)).size == (160, 120)  # never upscaled
     assert "immutable" in t.headers["cache-control"] and t.headers["etag"] == f'"{digest[:16]}"'
     assert client.get(f"/thumbs/{i}").headers["cache-control"] == "no-cache"  # no version: revalidated
@@ -143,9 +149,7 @@ def test_originals_and_stored_thumbnails(client, index_dir, photo_dir):
 
 
 def test_thumbnails_of_an_index_made_without_them_are_never_written_by_the_server(client, index_dir, photo_dir):
-    import shutil
-
-    shutil.rmtree(index_dir / "thumbs")  # as an index made before thumbnails
+    drop_thumbnails(index_dir)  # as an index made before thumbnails
     i = ids_of(client, "img2.jpg")
     before = sorted(p.name for p in index_dir.rglob("*"))
     t = client.get(f"/thumbs/{i}")
@@ -158,7 +162,7 @@ def test_thumbnails_of_an_index_made_without_them_are_never_written_by_the_serve
     with Index(index_dir) as ix:
         rep = ix.add(photo_dir)
     assert rep.updated == 1 and rep.reused == 1  # img3 now holds img4's content: one thumbnail for both
-    assert len(list((index_dir / "thumbs").glob("??/*.jpg"))) == 7
+    assert len(ThumbStore(index_dir / "thumbs.sqlite").digests()) == 7
 
 
 def test_only_indexed_files_are_served(client, index_dir):
@@ -453,9 +457,8 @@ def test_originals_are_served_only_while_they_are_the_indexed_file(client, index
     (photo_dir / "img3.jpg").unlink()
     (photo_dir / "img3.jpg").symlink_to(photo_dir / "img5.jpg")  # another image: not the indexed one
     assert client.get(f"/images/{img3}").status_code == 404
-    import shutil
-
-    shutil.rmtree(index_dir / "thumbs")  # without stored thumbnails, none is made from the wrong file
+    drop_thumbnails(index_dir)  # without stored thumbnails, none is made from the wrong file
+    client.app.state.thumbs.store.close()  # its open connections still read the deleted file
     for i in (img2, img3):
         assert client.get(f"/thumbs/{i}").status_code == 404
     os.mkfifo(tmp_path / "fifo")

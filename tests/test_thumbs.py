@@ -19,7 +19,7 @@ def sha1(path) -> str:
 
 
 def stored(index_dir) -> set[str]:
-    return ThumbStore(index_dir / "thumbs").digests()
+    return ThumbStore(index_dir / "thumbs.sqlite", readonly=True).digests()
 
 
 def test_made_at_index_time_shared_by_content_and_dropped_with_the_last_image(photo_dir, tmp_path):
@@ -30,7 +30,7 @@ def test_made_at_index_time_shared_by_content_and_dropped_with_the_last_image(ph
     ix.add(photo_dir)
     files = sorted(p for p in photo_dir.rglob("*") if p.is_file())
     assert stored(tmp_path / "idx") == {sha1(p) for p in files}  # 10 files, 9 contents
-    thumb = Image.open(io.BytesIO(ThumbStore(tmp_path / "idx" / "thumbs").read(sha1(big))))
+    thumb = Image.open(io.BytesIO(ThumbStore(tmp_path / "idx" / "thumbs.sqlite").read(sha1(big))))
     assert thumb.format == "JPEG" and thumb.size == (THUMB_SIDE, THUMB_SIDE // 2)
 
     ix.remove(photo_dir / "img1.jpg")  # its copy still has the content
@@ -71,16 +71,18 @@ def test_a_failed_batch_leaves_at_worst_an_unused_thumbnail(photo_dir, tmp_path,
 def test_searches_and_read_only_opens_make_no_thumbnails(photo_dir, tmp_path):
     with lookalike.open(tmp_path / "idx", pipeline="color") as ix:
         ix.add(photo_dir)
-    shutil.rmtree(tmp_path / "idx" / "thumbs")
+    for p in (tmp_path / "idx").glob("thumbs.sqlite*"):
+        p.unlink()
     with lookalike.open(tmp_path / "idx", readonly=True) as ro:
         assert ro.search(photo_dir / "img3.jpg", k=3).hits[0].path.endswith("img3.jpg")
-    assert not (tmp_path / "idx" / "thumbs").exists()
+    assert not list((tmp_path / "idx").glob("thumbs.sqlite*"))
 
 
-def test_the_index_folder_inside_the_collection_is_not_indexed(photo_dir):
+def test_thumbnails_older_servers_cached_in_the_index_folder_are_not_indexed(photo_dir):
     with lookalike.open(photo_dir / "idx", pipeline="color") as ix:
         ix.add(photo_dir)
-        assert (photo_dir / "idx" / "thumbs").is_dir()
+        (photo_dir / "idx" / "thumbs").mkdir()
+        shutil.copy(photo_dir / "img1.jpg", photo_dir / "idx" / "thumbs" / "1-0123456789abcdef.jpg")
         rep = ix.add(photo_dir)
-        assert rep.added == 0 and rep.unchanged == 8  # its thumbnails are not photos of the collection
+        assert rep.added == 0 and rep.unchanged == 8
 

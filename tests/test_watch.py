@@ -91,7 +91,7 @@ def test_copy_move_delete_change_then_in_step_within_seconds(sources, tmp_path):
         assert len(on_disk(photos)) == 90
         print(f"in step {took:.2f} s after the last change")
         # moved files kept their vectors, changed ones were described again; thumbnails follow
-        assert set(ThumbStore(tmp_path / "idx" / "thumbs").digests()) == set(on_disk(photos).values())
+        assert set(ThumbStore(tmp_path / "idx" / "thumbs.sqlite", readonly=True).digests()) == set(on_disk(photos).values())
         hit = ix.search(where(42), k=1).hits[0]
         assert hit.path == str(where(42)) and hit.score == pytest.approx(1.0, abs=1e-4)
 

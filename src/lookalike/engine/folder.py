@@ -4,7 +4,7 @@
     vectors.faiss       the vector store (a cache of the catalog's vectors, repaired on open)
     state/              learned post-processing, vocabularies, re-rank steps' offline parts
     state/stamp.json    which catalog generation the saved store and state belong to
-    thumbs/             thumbnails by content hash (engine.thumbs)
+    thumbs.sqlite       thumbnails by content hash (engine.thumbs)
     write.lock          held by the one process that writes
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ class IndexFolder:
     STATE = "state"
     STAMP = "stamp.json"
     LOCK = "write.lock"
-    THUMBS = "thumbs"
+    THUMBS = "thumbs.sqlite"
     LEGACY_LOCAL_FEATURES = "local_features.sqlite"  # lookalike 0.2 kept local features here
 
     def __init__(self, path: str | os.PathLike) -> None:

@@ -227,6 +227,7 @@ class Index:
     # -- life ------------------------------------------------------------------------------------
     def close(self) -> None:
         self.catalog.close()
+        self.writer.thumbs.close()
 
     def __len__(self) -> int:
         return len(self.store)

@@ -48,7 +48,8 @@ class Writer:
         self.mutex = threading.Lock()  # one write at a time inside this process
         self._state_version = 0
         self._schema_ready = False
-        self.thumbs = ThumbStore(index.folder.thumbs)
+        self.thumbs = ThumbStore(index.folder.thumbs, readonly=index.readonly)
+        self._thumbed: set[str] = set()  # hashes with a stored thumbnail, read at the start of a run
 
     # -- adding ----------------------------------------------------------------------------------
     def add(self, paths: str | os.PathLike | Iterable[str | os.PathLike], exclude: Sequence[str] = (),
@@ -69,8 +70,9 @@ class Writer:
                 on_error(p, reason)
 
         with self._writing():
-            own = glob.escape(os.path.abspath(self.thumbs.folder))  # the index's thumbnails are no photos
-            files = list(dict.fromkeys(walk(roots, [*exclude, own], err)))  # roots may overlap
+            legacy = glob.escape(os.path.abspath(self.ix.folder.path / "thumbs"))  # older servers' thumbnails
+            files = list(dict.fromkeys(walk(roots, [*exclude, legacy], err)))  # roots may overlap
+            self._thumbed = self.thumbs.digests()
             todo, unthumbed = self._changed(files, rep, err)
             if prune:
                 present = set(files)
@@ -101,7 +103,7 @@ class Writer:
                 rep.unchanged += 1
                 if row.status == "error":
                     rep.failed.append((p, row.error or "error"))
-                elif row.hash and not self.thumbs.has(row.hash):
+                elif row.hash and row.hash not in self._thumbed:
                     unthumbed.append((p, row.hash))
                 continue
             todo.append(p)
@@ -112,18 +114,20 @@ class Writer:
     def _make_thumbs(self, unthumbed: list[tuple[str, str]]) -> None:
         """Thumbnails of indexed files that have none (read again, and only while their content
         is still the indexed one)."""
-        def one(item: tuple[str, str]) -> None:
+        def one(item: tuple[str, str]) -> tuple[str, bytes | None]:
             path, digest = item
             try:
                 data = read_file(path)
                 if hashlib.sha1(data).hexdigest() == digest:
-                    self.thumbs.put(digest, make_thumbnail(decode(data, path, max_side=2 * THUMB_SIDE)))
+                    return digest, make_thumbnail(decode(data, path, max_side=2 * THUMB_SIDE))
             except ImageError:
                 pass  # no thumbnail: the server makes one in memory when asked, or shows none
+            return digest, None
         if unthumbed:
             log.info("making the thumbnails of %d indexed images", len(unthumbed))
             with ThreadPoolExecutor(2) as pool:
-                list(pool.map(one, unthumbed))
+                for s in range(0, len(unthumbed), 64):
+                    self._put_thumbs({d: t for d, t in pool.map(one, unthumbed[s:s + 64]) if t})
 
     def _describe(self, todo: list[str], batch_size: int, runner: Any, rep: AddReport,
                   err: Callable[[str, str], None], progress: Callable[[int, int], None] | None) -> None:
@@ -144,7 +148,7 @@ class Writer:
         fn = partial(process_batch, describer_key(ix.pipeline.document), state_dir,
                      known=ix.catalog.by_hash if local else None,
                      state_version=f"{id(ix)}:{self._state_version}",
-                     thumbs=True, have_thumb=self.thumbs.has if local else None)
+                     thumbs=True, have_thumb=self._thumbed.__contains__ if local else None)
         batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
         done, last_save = 0, time.monotonic()
         for results in runner.map(fn, batches):
@@ -183,9 +187,7 @@ class Writer:
         ctx = WriteContext(ix.folder.path, ix.catalog.get_setting)
         exts = ix.pipeline.extensions
         prepared = {r.path: [e.prepare(r, ctx) for e in exts] for r in results if r.vector is not None}
-        for r in results:
-            if r.vector is not None and r.thumb and r.digest:
-                self.thumbs.put(r.digest, r.thumb)  # before the row that names it
+        self._put_thumbs({r.digest: r.thumb for r in results if r.vector is not None and r.thumb and r.digest})
         added_ids, added_raw, removed, old_hashes = [], [], [], []
         with ix.lock.write():
             with ix.catalog.tx() as db:
@@ -218,12 +220,19 @@ class Writer:
             self._follow(added_ids, added_raw, removed)
         self._drop_thumbs(old_hashes)
 
+    def _put_thumbs(self, thumbs: dict[str, bytes]) -> None:
+        """Store a batch's thumbnails (committed before the rows that name them)."""
+        self.thumbs.put_many(thumbs)
+        self._thumbed.update(thumbs)
+
     def _drop_thumbs(self, digests: list[str]) -> None:
         """Delete the thumbnails of these hashes that no indexed image has any more (after the
         transaction that dropped them: a crash in between leaves only an unused file)."""
         db = self.ix.catalog.db
-        self.thumbs.drop(d for d in set(digests) if d and db.execute(
-            "SELECT 1 FROM images WHERE hash=? AND status='ok' LIMIT 1", (d,)).fetchone() is None)
+        gone = [d for d in set(digests) if d and db.execute(
+            "SELECT 1 FROM images WHERE hash=? AND status='ok' LIMIT 1", (d,)).fetchone() is None]
+        self.thumbs.drop(gone)
+        self._thumbed.difference_update(gone)
 
     def _ensure_schema(self, db: Any) -> None:
         if not self._schema_ready:
