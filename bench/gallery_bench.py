@@ -142,6 +142,11 @@ def shown(driver, k: int, status: str, card=None) -> list[float]:
     return driver.execute_async_script(SHOWN, k, status, card)
 
 
+def restore(hidden: Path, index: Path) -> None:
+    for p in hidden.glob("thumbs.sqlite*") if hidden.exists() else []:
+        p.rename(index / p.name)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=10_000)
@@ -155,14 +160,15 @@ def main() -> None:
     make_collection(photos, args.images)
     generated_s = time.perf_counter() - t0
     built_s = build_index(photos, index)
-    thumbs, hidden = index / "thumbs", index / "thumbs.off"
+    hidden = args.work / "thumbs-hidden"
     if args.without_thumbs:  # as an index made before thumbnails: the server makes them from originals
-        thumbs.rename(hidden)
+        hidden.mkdir(exist_ok=True)
+        for p in index.glob("thumbs.sqlite*"):
+            p.rename(hidden / p.name)
     try:
         proc, base = serve(index)
     except BaseException:
-        if args.without_thumbs:
-            hidden.rename(thumbs)
+        restore(hidden, index)
         raise
     driver = browser(args.work / "chrome-profile")
     rng = np.random.default_rng(1)
@@ -189,8 +195,7 @@ def main() -> None:
         driver.quit()
         proc.terminate()
         proc.wait(timeout=20)
-        if args.without_thumbs:
-            hidden.rename(thumbs)
+        restore(hidden, index)
     out = {
         "images": args.images, "k": args.k, "runs": args.runs, "pipeline": "color", "viewport": "1200x900",
         "stored_thumbnails": not args.without_thumbs,
