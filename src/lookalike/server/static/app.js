@@ -51,7 +51,7 @@ function option(select, value, label) {
 async function loadFilters() {
   let f;
   try { f = await call("/filters"); } catch (_) { return; }  // a server without filters: none shown
-  for (const d of f.folders || []) option($("f-folder"), d, d || "(top folder)");
+  for (const d of f.folders || []) option($("f-folder"), d, d && d !== "." ? d : "(top folder)");
   for (const c of f.cameras || []) option($("f-camera"), c);
   for (const t of f.types || []) {
     const label = document.createElement("label");
