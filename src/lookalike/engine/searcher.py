@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 Box = tuple[int, int, int, int]
 EXTRA_STEPS_KEPT = 8  # pipelines with per-query steps kept fitted (per generation)
+ALLOWED_KEPT = 16  # filters whose allowed ids are kept (per generation)
 
 
 class Searcher:
@@ -37,12 +38,14 @@ class Searcher:
         self._extra: dict[tuple[int, str], tuple[Pipeline, VectorStore]] = {}
         self._text: tuple[int, Any] | None = None
         self.verified: dict[int, Any] = {}  # local features extracted for verification, by image id
+        self._allowed: dict[tuple[int, str], np.ndarray] = {}  # ids passing filters, by generation
 
     def forget(self, ids: Any = None) -> None:
         """Drop what is kept in memory about these images (all, when None): they changed."""
         if ids is None:
             self.verified.clear()
             self._extra.clear()
+            self._allowed.clear()
             return
         for i in np.asarray(ids, np.int64).tolist():
             self.verified.pop(int(i), None)
@@ -119,10 +122,26 @@ class Searcher:
         return SearchResult(hits, (time.perf_counter() - t0) * 1000, timings)
 
     def allowed(self, filters: Any) -> np.ndarray | None:
-        """Sorted ids that pass ``filters`` (None: no filter)."""
+        """Sorted ids that pass ``filters`` (None: no filter); kept for the catalog's generation,
+        so the pages of one filtered search (and a gallery's scrolling) ask SQL once."""
         f = Filters.of(filters)
         if f is None:
             return None
+        key = (self.ix.catalog.generation(), repr(f))
+        hit = self._allowed.get(key)
+        if hit is not None:
+            return hit
+        ids = self._allowed_ids(f)
+        ids.setflags(write=False)
+        try:
+            while len(self._allowed) >= ALLOWED_KEPT:
+                self._allowed.pop(next(iter(self._allowed)), None)
+        except (RuntimeError, StopIteration):  # another search changed it meanwhile
+            pass
+        self._allowed[key] = ids
+        return ids
+
+    def _allowed_ids(self, f: Filters) -> np.ndarray:
         keyword = None
         if self.ix.supports_text:
             def keyword(word: str) -> np.ndarray:
