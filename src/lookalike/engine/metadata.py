@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 COLUMNS = (("taken", "TEXT"), ("camera", "TEXT"), ("type", "TEXT"), ("folder", "TEXT"))
 INDEXES = ("CREATE INDEX IF NOT EXISTS images_taken ON images(taken)",
-           "CREATE INDEX IF NOT EXISTS images_folder ON images(folder)")
+           "CREATE INDEX IF NOT EXISTS images_folder ON images(folder)",
+           "CREATE INDEX IF NOT EXISTS images_type ON images(type)")
 HEADER_BYTES = 256 * 1024  # enough for the header and EXIF of every usual format
 
 
