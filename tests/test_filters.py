@@ -187,8 +187,8 @@ def as_schema_2(folder: Path) -> None:
     import sqlite3
 
     db = sqlite3.connect(folder / "catalog.sqlite")
-    for sql in ("DROP INDEX images_taken", "DROP INDEX images_folder", "DROP INDEX images_type"):
-        db.execute(sql)
+    db.execute("DROP INDEX images_meta")
+    db.execute("DROP INDEX images_folder")
     for col in ("taken", "camera", "type", "folder"):
         db.execute(f"ALTER TABLE images DROP COLUMN {col}")
     db.execute("UPDATE images SET width = 1, height = 1")

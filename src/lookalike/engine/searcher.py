@@ -168,14 +168,20 @@ class Searcher:
         else:
             allowed = self.allowed(f)
             total = len(allowed)
-            ids = []
-            for s in range(0, len(allowed), 500):
-                chunk = allowed[s:s + 500].tolist()
-                ids += cat.db.execute(f"SELECT id, taken FROM images WHERE id IN ({','.join('?' * len(chunk))})",
-                                      chunk).fetchall()
-            ids = [i for i, _ in sorted(ids, key=lambda r: (r[1] or "", r[0]), reverse=True)][offset:offset + limit]
+            ordered = self._newest_first()
+            ids = ordered[np.isin(ordered, allowed)][offset:offset + int(limit)].tolist()
         rows = cat.rows(ids)
         return total, [rows[i] for i in ids if i in rows]
+
+    def _newest_first(self) -> np.ndarray:
+        """Every indexed id, newest taken first (from the metadata index), kept per generation."""
+        key = (self.ix.catalog.generation(), "newest-first")
+        kept = self._allowed.get(key)
+        if kept is None:
+            kept = np.fromiter((r[0] for r in self.ix.catalog.db.execute(
+                "SELECT id FROM images WHERE status='ok' ORDER BY taken DESC, id DESC")), np.int64)
+            self._allowed[key] = kept
+        return kept
 
     def facets(self) -> dict[str, Any]:
         """Folders, cameras and types present, and the ranges of dates and sizes (indexed images)."""
