@@ -187,8 +187,8 @@ def as_schema_2(folder: Path) -> None:
     import sqlite3
 
     db = sqlite3.connect(folder / "catalog.sqlite")
-    for sql in ("DROP INDEX images_taken", "DROP INDEX images_folder"):
-        db.execute(sql)
+    db.execute("DROP INDEX images_meta")
+    db.execute("DROP INDEX images_folder")
     for col in ("taken", "camera", "type", "folder"):
         db.execute(f"ALTER TABLE images DROP COLUMN {col}")
     db.execute("UPDATE images SET width = 1, height = 1")
@@ -231,4 +231,17 @@ def test_the_0_2_fixture_gets_metadata_from_paths_and_mtimes(tmp_path):
     assert row.type == "jpg" and row.folder == os.path.dirname(row.path)
     assert row.taken == datetime.fromtimestamp(row.mtime).isoformat(timespec="seconds")
     assert len(ix.search(id=1, k=50, filters={"types": "jpg"}).hits) == ix.catalog.counts()["ok"]
+    ix.close()
+
+
+def test_kept_filter_results_follow_a_write(coll, tmp_path):
+    ix = Index(tmp_path / "idx", "color")
+    ix.add([coll / "b"])
+    q = coll / spec(2)["name"]
+    before = names(ix.search(q, k=N, filters={"types": "png"}).hits)
+    extra = tmp_path / "more"
+    extra.mkdir()
+    Image.fromarray(synthetic_photo(77)).save(extra / "new.png")
+    ix.add([extra])
+    assert names(ix.search(q, k=N, filters={"types": "png"}).hits) == before | {"new.png"}
     ix.close()

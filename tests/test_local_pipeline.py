@@ -61,6 +61,10 @@ def test_sift_bow_index_learns_vocabulary_and_finds_the_copy(photos, tmp_path) -
     assert (tmp_path / "idx" / "state" / "extractor" / "vocabulary.npz").exists()
     hits = idx.search(q, k=3).hits
     assert hits[0].path.endswith("astronaut.png") and hits[0].score > hits[1].score
+    # a filter keeps the inverted file's ranking of the images that pass (astronaut is 320 high)
+    every = [h for h in idx.search(q, k=len(NAMES)).hits if h.height <= 300]
+    kept = idx.search(q, k=len(NAMES), filters={"max_height": 300}).hits
+    assert [h.id for h in kept] == [h.id for h in every] and "astronaut" not in str([h.path for h in kept])
     assert idx.remove([d / "astronaut.png"]) == 1
     idx.close()
     idx = lookalike.open(tmp_path / "idx")  # reopened: vocabulary and inverted file from disk

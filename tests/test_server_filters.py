@@ -106,3 +106,19 @@ def test_a_query_path_is_text_not_a_file_for_clients(client, tmp_path):
     """A server never reads a file a client names: only #ID is an image (text on this colour index)."""
     r = client.get("/search", params={"q": str(tmp_path)})
     assert r.status_code == 501 and "text" in r.json()["detail"]
+
+
+def test_post_search_composes_the_upload_with_q(client):
+    buf = io.BytesIO()
+    Image.fromarray(synthetic_photo(4)).save(buf, "PNG")
+    other = id_of(client, 9)
+    plain = client.post("/search", params={"k": 5}, files={"image": ("q.png", buf.getvalue(), "image/png")}).json()
+    minus = client.post("/search", params={"k": 5, "q": f"- #{other}"},
+                        files={"image": ("q.png", buf.getvalue(), "image/png")})
+    assert minus.status_code == 200, minus.text
+    got = [h["id"] for h in minus.json()["results"]]
+    assert got[0] == plain["results"][0]["id"] and other not in got
+    r = client.post("/search", params={"q": f"- #{other}", "rotate": "true"},
+                    files={"image": ("q.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 400
+    assert client.post("/search").status_code == 400

@@ -50,6 +50,8 @@ def parse_query(query: str, allow_paths: bool = True) -> list[Part]:
     if not isinstance(query, str) or not query.strip():
         raise BadInputError("the query is empty")
     text = query.strip()
+    if re.search(r"(^|\s)[+-]$", text) or re.search(r"\s[+-]\s+[+-]\s", text):
+        raise BadInputError(f"the query {query!r} has a sign without a part after it")
     sign = 1.0
     if text[0] in "+-" and len(text) > 1 and text[1].isspace():
         sign, text = (-1.0 if text[0] == "-" else 1.0), text[1:].strip()

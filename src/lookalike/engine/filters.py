@@ -61,8 +61,9 @@ class Filters:
         conds, params = ["status='ok'"], []
         if self.folder:
             folder = os.path.abspath(os.fspath(self.folder)).rstrip(os.sep) or os.sep
-            conds.append("(folder = ? OR folder LIKE ? ESCAPE '\\')")
-            params += [folder, _like_prefix(folder.rstrip(os.sep) + os.sep)]
+            inside = folder.rstrip(os.sep) + os.sep  # subfolders: paths from "F/" up to "F0" ('0' follows '/')
+            conds.append("(folder = ? OR (folder >= ? AND folder < ?))")
+            params += [folder, inside, inside[:-1] + chr(ord(os.sep) + 1)]
         if self.date_from not in (None, ""):
             conds.append("taken >= ?")
             params.append(_when(self.date_from, "date_from", end=False))
@@ -93,10 +94,6 @@ class Filters:
 
     def describe(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, "")}
-
-
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _pixels(v: Any, name: str) -> int:
@@ -135,7 +132,7 @@ def allowed_ids(db: sqlite3.Connection, filters: Filters, has_metadata: bool,
     if where != "status='ok'" and not has_metadata:
         raise UnsupportedError("this index was written by an older lookalike and has no metadata to filter on: "
                                "run `lookalike index` on it once (it adds the metadata)")
-    ids = np.array([r[0] for r in db.execute(f"SELECT id FROM images WHERE {where}", params)], np.int64)
+    ids = np.fromiter((r[0] for r in db.execute(f"SELECT id FROM images WHERE {where}", params)), np.int64)
     if filters.keyword:
         if keyword_ids is None:
             raise UnsupportedError("a keyword filter needs an index with text (pipeline text or default)")

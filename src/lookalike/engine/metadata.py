@@ -18,8 +18,10 @@ from lookalike.io import ImageInfo, file_type, image_info
 log = logging.getLogger(__name__)
 
 COLUMNS = (("taken", "TEXT"), ("camera", "TEXT"), ("type", "TEXT"), ("folder", "TEXT"))
-INDEXES = ("CREATE INDEX IF NOT EXISTS images_taken ON images(taken)",
-           "CREATE INDEX IF NOT EXISTS images_folder ON images(folder)")
+# One covering index answers every filter without reading the rows (their metadata comes after the
+# descriptor BLOB, which SQLite would walk through): a range on (status, taken), a scan otherwise.
+INDEXES = ("CREATE INDEX IF NOT EXISTS images_meta ON images(status, taken, folder, type, camera, width, height)",
+           "CREATE INDEX IF NOT EXISTS images_folder ON images(folder, status)")
 HEADER_BYTES = 256 * 1024  # enough for the header and EXIF of every usual format
 
 

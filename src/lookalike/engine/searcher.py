@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 Box = tuple[int, int, int, int]
 EXTRA_STEPS_KEPT = 8  # pipelines with per-query steps kept fitted (per generation)
+ALLOWED_KEPT = 16  # filters whose allowed ids are kept (per generation)
 
 
 class Searcher:
@@ -37,12 +38,14 @@ class Searcher:
         self._extra: dict[tuple[int, str], tuple[Pipeline, VectorStore]] = {}
         self._text: tuple[int, Any] | None = None
         self.verified: dict[int, Any] = {}  # local features extracted for verification, by image id
+        self._allowed: dict[tuple[int, str], np.ndarray] = {}  # ids passing filters, by generation
 
     def forget(self, ids: Any = None) -> None:
         """Drop what is kept in memory about these images (all, when None): they changed."""
         if ids is None:
             self.verified.clear()
             self._extra.clear()
+            self._allowed.clear()
             return
         for i in np.asarray(ids, np.int64).tolist():
             self.verified.pop(int(i), None)
@@ -119,10 +122,26 @@ class Searcher:
         return SearchResult(hits, (time.perf_counter() - t0) * 1000, timings)
 
     def allowed(self, filters: Any) -> np.ndarray | None:
-        """Sorted ids that pass ``filters`` (None: no filter)."""
+        """Sorted ids that pass ``filters`` (None: no filter); kept for the catalog's generation,
+        so the pages of one filtered search (and a gallery's scrolling) ask SQL once."""
         f = Filters.of(filters)
         if f is None:
             return None
+        key = (self.ix.catalog.generation(), repr(f))
+        hit = self._allowed.get(key)
+        if hit is not None:
+            return hit
+        ids = self._allowed_ids(f)
+        ids.setflags(write=False)
+        try:
+            while len(self._allowed) >= ALLOWED_KEPT:
+                self._allowed.pop(next(iter(self._allowed)), None)
+        except (RuntimeError, StopIteration):  # another search changed it meanwhile
+            pass
+        self._allowed[key] = ids
+        return ids
+
+    def _allowed_ids(self, f: Filters) -> np.ndarray:
         keyword = None
         if self.ix.supports_text:
             def keyword(word: str) -> np.ndarray:
@@ -149,14 +168,20 @@ class Searcher:
         else:
             allowed = self.allowed(f)
             total = len(allowed)
-            ids = []
-            for s in range(0, len(allowed), 500):
-                chunk = allowed[s:s + 500].tolist()
-                ids += cat.db.execute(f"SELECT id, taken FROM images WHERE id IN ({','.join('?' * len(chunk))})",
-                                      chunk).fetchall()
-            ids = [i for i, _ in sorted(ids, key=lambda r: (r[1] or "", r[0]), reverse=True)][offset:offset + limit]
+            ordered = self._newest_first()
+            ids = ordered[np.isin(ordered, allowed)][offset:offset + int(limit)].tolist()
         rows = cat.rows(ids)
         return total, [rows[i] for i in ids if i in rows]
+
+    def _newest_first(self) -> np.ndarray:
+        """Every indexed id, newest taken first (from the metadata index), kept per generation."""
+        key = (self.ix.catalog.generation(), "newest-first")
+        kept = self._allowed.get(key)
+        if kept is None:
+            kept = np.fromiter((r[0] for r in self.ix.catalog.db.execute(
+                "SELECT id FROM images WHERE status='ok' ORDER BY taken DESC, id DESC")), np.int64)
+            self._allowed[key] = kept
+        return kept
 
     def facets(self) -> dict[str, Any]:
         """Folders, cameras and types present, and the ranges of dates and sizes (indexed images)."""

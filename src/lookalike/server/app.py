@@ -237,6 +237,8 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
             except ImageError as e:
                 raise image_error(e) from None
         if parts is not None:
+            if rotate:
+                raise HTTPException(400, "rotate applies to a single query image, not to a composed query 'q'")
             if rgb is not None:
                 parts = [Part(1.0, image=rgb), *parts]
             found = ix.search(query=parts, k=k, offset=offset, rerank=steps, min_score=min_score, filters=filters)

@@ -47,12 +47,23 @@ class BowStore(VectorStore):
         return self.index.remove(ids)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search(queries, k, None)
+
+    def search_within(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The inverted file scores every image sharing a word with the query; those outside
+        ``ids`` are left out before the top k are taken."""
+        return self._search(queries, k, as_ids(ids))
+
+    def _search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         k = max(1, int(k))
         rows = np.atleast_2d(queries)
         s_out = np.full((len(rows), k), -np.inf, np.float32)
         i_out = np.full((len(rows), k), -1, np.int64)
         for r, row in enumerate(rows):
             ids, s = self.index.scores_encoded(*decode_row(row))
+            if allowed is not None:
+                keep = np.isin(ids, allowed)
+                ids, s = ids[keep], s[keep]
             order = np.argsort(-s, kind="stable")[:k]
             s_out[r, :len(order)], i_out[r, :len(order)] = s[order], ids[order]
         return s_out, i_out

@@ -15,7 +15,7 @@ from lookalike.store.base import VectorStore, as_ids, as_vectors, empty_result, 
 from lookalike.store.rows import RowMap, commit_folder, read_manifest, save_npy, top_k
 
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
-EXACT_MAX = 4096  # a filtered search over at most this many vectors scores them exactly
+EXACT_FLOATS = 32_000_000  # a filtered search scores its subset exactly up to this many floats (128 MB)
 
 
 class HNSWStore(VectorStore):
@@ -83,9 +83,10 @@ class HNSWStore(VectorStore):
         return top_k(scores, self._rows.to_ids(rows), k)
 
     def search_within(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Search among ``ids`` only. A small subset (up to ``EXACT_MAX`` rows) is scored exactly
-        from the stored vectors; a larger one is searched in the graph with an ID selector of its
-        rows, with ``efSearch`` raised in inverse proportion to the share kept (a graph walk meets
+        """Search among ``ids`` only. When the graph keeps its vectors uncompressed and the subset
+        is small enough (``EXACT_FLOATS`` floats to score), the stored vectors are scanned exactly
+        with an ID selector of the subset's rows (no copy); otherwise the graph is walked with that
+        selector and ``efSearch`` raised in inverse proportion to the share kept (a walk meets
         members at that rate), so k members still come back."""
         q = as_vectors(queries, self.dim)
         k = max(1, int(k))
@@ -93,24 +94,23 @@ class HNSWStore(VectorStore):
         rows = rows[rows >= 0]
         if not len(rows):
             return empty_result(len(q), k)
-        flat = self._flat_vectors()
-        if len(rows) <= EXACT_MAX or len(rows) <= k:
-            vecs = flat[rows] if flat is not None else np.vstack([self._index.reconstruct(int(r)) for r in rows])
-            return exact_top_k(q, vecs, self._rows.to_ids(rows), k, self.metric)
-        share = len(rows) / max(len(self._rows), 1)
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = int(min(max(self.ef_search, k) / share, max(self.ef_search, len(rows))))
-        params.sel = faiss.IDSelectorBatch(rows)
-        dist, found = self._index.search(q, min(k, len(rows)), params=params)
-        scores = -dist if self.metric == "l2" else dist
-        return top_k(scores, self._rows.to_ids(found), k)
-
-    def _flat_vectors(self) -> np.ndarray | None:
-        """The stored vectors as an (n_rows, dim) view when the graph keeps them uncompressed."""
+        kk = min(k, len(rows))
+        sel = faiss.IDSelectorBatch(rows)
         storage = faiss.downcast_index(faiss.downcast_index(self._index).storage)
-        if not isinstance(storage, faiss.IndexFlat) or not storage.ntotal:
-            return None
-        return faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * self.dim).reshape(storage.ntotal, self.dim)
+        flat = isinstance(storage, faiss.IndexFlat)
+        if len(rows) * self.dim > (EXACT_FLOATS if flat else EXACT_FLOATS // 8):
+            share = len(rows) / max(len(self._rows), 1)
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = int(min(max(self.ef_search, k) / share, max(self.ef_search, self._rows.n_rows)))
+            params.sel = sel
+            dist, found = self._index.search(q, kk, params=params)
+            if (found >= 0).sum(axis=1).min() >= kk:  # else the walk met too few members: scan them
+                return top_k(-dist if self.metric == "l2" else dist, self._rows.to_ids(found), k)
+        if flat:
+            dist, found = storage.search(q, kk, params=faiss.SearchParameters(sel=sel))
+            return top_k(-dist if self.metric == "l2" else dist, self._rows.to_ids(found), k)
+        return exact_top_k(q, np.vstack([self._index.reconstruct(int(r)) for r in rows]),
+                           self._rows.to_ids(rows), k, self.metric)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         ids = as_ids(ids)

@@ -34,7 +34,7 @@ from lookalike.store.base import VectorStore, as_ids, as_vectors
 from lookalike.store.rows import RowMap, commit_folder, read_manifest, save_npy, top_k
 
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
-EXACT_MAX = 4096  # a filtered search over at most this many vectors scans them exactly
+EXACT_FLOATS = 16_000_000  # a filtered search scans its subset exactly up to this many floats (64 MB read)
 
 
 def _preassigned(ivf: faiss.IndexIVF, q: np.ndarray, k: int, lists: np.ndarray, coarse_dis: np.ndarray,
@@ -244,7 +244,7 @@ class IVFPQStore(VectorStore):
         return top_k(scores, ids, k)
 
     def search_within(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Search among ``ids`` only: a small subset (up to ``EXACT_MAX`` rows) or an untrained
+        """Search among ``ids`` only: a small subset (``EXACT_FLOATS`` floats to read) or an untrained
         index is scanned exactly from the vector file; otherwise the quantised index is searched
         with an ID selector of the subset's rows, probing more lists in inverse proportion to the
         share kept (so the probed lists still hold k members), then re-scored exactly."""
@@ -254,7 +254,7 @@ class IVFPQStore(VectorStore):
         rows = np.sort(rows[rows >= 0])
         if not len(rows):
             return top_k(np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64), k)
-        if len(rows) <= EXACT_MAX or not self._index.is_trained:
+        if len(rows) * self.dim <= EXACT_FLOATS or not self._index.is_trained:
             return self._scan(q, k, rows=rows)
         share = len(rows) / max(len(self._rows), 1)
         nlist = faiss.extract_index_ivf(self._index).nlist if self._is_ivf() else 1
@@ -269,6 +269,8 @@ class IVFPQStore(VectorStore):
         else:
             dist, found = self._index.search(q, kk, params=params)
         found_ids = self._rows.to_ids(found)
+        if (found_ids >= 0).sum(axis=1).min() < min(k, len(rows)):  # the probed lists held too few
+            return self._scan(q, k, rows=rows)
         if self.rescore:
             scores = self._exact_scores(q, found, found_ids >= 0)
         elif self.metric == "l2":
