@@ -3,11 +3,12 @@
 A batch is applied in one step that searches in this process never see half-done (the index's
 read-write lock): one catalog transaction with the images' rows and every extension's rows
 (text, local features), then the vector store and the re-rank steps' offline parts (kNN graphs,
-DBA vectors) follow the same adds and removes. Thumbnails (``engine.thumbs``) are put in place
-before the transaction that names them and deleted after the one that drops their last image. Slow per-image work (description, OCR, keypoints)
-happens before, outside the lock. The store and the steps' state are saved at the end of a run
-(and every minute during a long one) with a stamp naming the catalog generation they belong to;
-a run killed before that leaves an index whose next open repairs them from the catalog.
+DBA vectors) follow the same adds and removes. Thumbnails (``engine.thumbs``) are committed
+before the transaction that names them and deleted after the one that drops their last image.
+Slow per-image work (description, OCR, keypoints, thumbnails) happens before, outside the
+lock. The store and the steps' state are saved at the end of a run (and every minute during a
+long one) with a stamp naming the catalog generation they belong to; a run killed before that
+leaves an index whose next open repairs them from the catalog.
 """
 from __future__ import annotations
 
@@ -227,7 +228,7 @@ class Writer:
 
     def _drop_thumbs(self, digests: list[str]) -> None:
         """Delete the thumbnails of these hashes that no indexed image has any more (after the
-        transaction that dropped them: a crash in between leaves only an unused file)."""
+        transaction that dropped them: a crash in between leaves only an unused thumbnail)."""
         db = self.ix.catalog.db
         gone = [d for d in set(digests) if d and db.execute(
             "SELECT 1 FROM images WHERE hash=? AND status='ok' LIMIT 1", (d,)).fetchone() is None]
