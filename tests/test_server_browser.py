@@ -341,6 +341,7 @@ def test_filters_on_the_page(gallery_server, browser, tmp_path, width, height, n
     filters = browser.find_element(By.ID, "filters")
     assert filters.is_displayed()
     filters.find_element(By.TAG_NAME, "summary").click()
+    assert not browser.find_element(By.ID, "f-keyword").is_displayed()  # a colour index has no text
 
     def apply_and_wait(expect_status: str) -> list[dict]:
         """Apply the filters, then scroll until the list has no more pages."""

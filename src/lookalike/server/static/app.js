@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const GALLERY_PAGE = 48;
 const state = { file: null, queryId: null, explain: false, text: false, view: null, offset: 0, done: true,
-                loading: false, seen: new Set(), generation: 0 };
+                loading: false, seen: new Set(), generation: 0, observer: null };
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -140,12 +140,12 @@ async function more() {
       $("more").hidden = state.done;
     }
   }
-  if (!state.done && nearEnd()) more();  // the page is not full yet
-}
-
-function nearEnd() {
-  const r = $("more-wrap").getBoundingClientRect();
-  return r.top < window.innerHeight + 600;
+  // observed afresh: its first report says whether the end is still in view (the page not full, or
+  // scrolled down while the page was loading), which a change-only observer would not repeat
+  if (!state.done && state.observer) {
+    state.observer.unobserve($("more-wrap"));
+    state.observer.observe($("more-wrap"));
+  }
 }
 
 // -- queries -------------------------------------------------------------------------------------
@@ -326,8 +326,9 @@ async function init() {
   $("filter-form").addEventListener("change", countFilters);
   $("filter-form").addEventListener("reset", () => setTimeout(rerun, 0));
   $("more").addEventListener("click", more);
-  new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) more(); },
-                           { rootMargin: "600px 0px" }).observe($("more-wrap"));
+  state.observer = new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) more(); },
+                                           { rootMargin: "600px 0px" });
+  state.observer.observe($("more-wrap"));
   $("token").value = sessionStorage.getItem("lookalike-token") || "";
   $("add-btn").addEventListener("click", addToIndex);
   await loadStats();
