@@ -19,7 +19,8 @@ from lookalike.engine.compose import Part, as_parts
 from lookalike.engine.filters import Filters, allowed_ids
 from lookalike.engine.results import Hit, SearchResult
 from lookalike.errors import BadInputError, NotFoundError, UnsupportedError
-from lookalike.io import as_rgb
+from lookalike.engine.metadata import HEADER_BYTES
+from lookalike.io import as_rgb, image_info
 from lookalike.pipelines import Pipeline, QueryContext, build, parse_steps, turned
 from lookalike.store.base import VectorStore
 from lookalike.vectors import l2n
@@ -57,7 +58,7 @@ class Searcher:
         turned 90 degrees left and right)."""
         rgb = as_rgb(image)
         if box is not None:
-            rgb = crop(rgb, box)
+            rgb = crop(rgb, box_in_decoded(box, image, rgb))
         raw = self.ix.pipeline.describe(turned(rgb) if rotate else [rgb])
         return self.ix.pipeline.prepare(raw), rgb
 
@@ -352,6 +353,32 @@ def check_k(k: Any) -> int:
     if k < 1:
         raise BadInputError(f"k must be at least 1 (got {k})")
     return int(k)
+
+
+def box_in_decoded(box: Box, source: Any, rgb: np.ndarray) -> Box:
+    """``box`` (pixels of the file as displayed) in the pixels of ``rgb``: a file too large to
+    decode whole (a JPEG over ``io.MAX_PIXELS``) is decoded at 1/2, 1/4 or 1/8 size, and its box
+    must shrink with it, or it would cut another part of the image."""
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with open(source, "rb") as f:
+                head = f.read(HEADER_BYTES)
+        except OSError:
+            return box
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        head = bytes(source[:HEADER_BYTES])
+    else:
+        return box
+    info = image_info(head)
+    H, W = rgb.shape[:2]
+    if not info.width or not info.height or (info.width, info.height) == (W, H):
+        return box
+    try:
+        x, y, w, h = (float(v) for v in box)
+    except (TypeError, ValueError):
+        return box  # crop says what is wrong with it
+    sx, sy = W / info.width, H / info.height
+    return (int(round(x * sx)), int(round(y * sy)), max(1, int(round(w * sx))), max(1, int(round(h * sy))))
 
 
 def check_offset(offset: Any) -> int:
