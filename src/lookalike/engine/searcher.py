@@ -39,7 +39,7 @@ class Searcher:
         self._extra: dict[tuple[int, str], tuple[Pipeline, VectorStore]] = {}
         self._text: tuple[int, Any] | None = None
         self.verified: dict[int, Any] = {}  # local features extracted for verification, by image id
-        self._allowed: dict[tuple[int, str], np.ndarray] = {}  # ids passing filters, by generation
+        self._allowed: dict[tuple[int, str], np.ndarray | None] = {}  # ids passing filters (None: all)
 
     def forget(self, ids: Any = None) -> None:
         """Drop what is kept in memory about these images (all, when None): they changed."""
@@ -123,17 +123,17 @@ class Searcher:
         return SearchResult(hits, (time.perf_counter() - t0) * 1000, timings)
 
     def allowed(self, filters: Any) -> np.ndarray | None:
-        """Sorted ids that pass ``filters`` (None: no filter); kept for the catalog's generation,
+        """Sorted ids that pass ``filters`` (None: no filter, or every image passes); kept for the catalog's generation,
         so the pages of one filtered search (and a gallery's scrolling) ask SQL once."""
         f = Filters.of(filters)
         if f is None:
             return None
         key = (self.ix.catalog.generation(), repr(f))
-        hit = self._allowed.get(key)
-        if hit is not None:
-            return hit
+        if key in self._allowed:
+            return self._allowed[key]
         ids = self._allowed_ids(f)
-        ids.setflags(write=False)
+        if ids is not None:
+            ids.setflags(write=False)
         try:
             while len(self._allowed) >= ALLOWED_KEPT:
                 self._allowed.pop(next(iter(self._allowed)), None)
@@ -142,7 +142,7 @@ class Searcher:
         self._allowed[key] = ids
         return ids
 
-    def _allowed_ids(self, f: Filters) -> np.ndarray:
+    def _allowed_ids(self, f: Filters) -> np.ndarray | None:
         keyword = None
         if self.ix.supports_text:
             def keyword(word: str) -> np.ndarray:
@@ -168,9 +168,11 @@ class Searcher:
                                                 "LIMIT ? OFFSET ?", (int(limit), offset))]
         else:
             allowed = self.allowed(f)
-            total = len(allowed)
             ordered = self._newest_first()
-            ids = ordered[np.isin(ordered, allowed)][offset:offset + int(limit)].tolist()
+            if allowed is not None:
+                ordered = ordered[np.isin(ordered, allowed)]
+            total = len(ordered)
+            ids = ordered[offset:offset + int(limit)].tolist()
         rows = cat.rows(ids)
         return total, [rows[i] for i in ids if i in rows]
 
