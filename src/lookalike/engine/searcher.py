@@ -19,7 +19,6 @@ from lookalike.engine.compose import Part, as_parts
 from lookalike.engine.filters import Filters, allowed_ids
 from lookalike.engine.results import Hit, SearchResult
 from lookalike.errors import BadInputError, NotFoundError, UnsupportedError
-from lookalike.engine.metadata import HEADER_BYTES
 from lookalike.io import as_rgb, image_info
 from lookalike.pipelines import Pipeline, QueryContext, build, parse_steps, turned
 from lookalike.store.base import VectorStore
@@ -364,14 +363,13 @@ def box_in_decoded(box: Box, source: Any, rgb: np.ndarray) -> Box:
     if isinstance(source, (str, os.PathLike)):
         try:
             with open(source, "rb") as f:
-                head = f.read(HEADER_BYTES)
+                info = image_info(f)  # the header only
         except OSError:
             return box
     elif isinstance(source, (bytes, bytearray, memoryview)):
-        head = bytes(source[:HEADER_BYTES])
+        info = image_info(bytes(source))
     else:
         return box
-    info = image_info(head)
     H, W = rgb.shape[:2]
     if not info.width or not info.height or (info.width, info.height) == (W, H):
         return box
