@@ -55,3 +55,24 @@ def test_a_box_query_equals_the_box_saved_as_a_file(setup, name, box):
     assert by_box.exit_code == 0, by_box.output
     ids = lambda r: [h["id"] for h in json.loads(r.stdout)["results"]]  # noqa: E731
     assert ids(by_box) == ids(by_file) == [h.id for h in a]
+
+
+def test_a_box_on_a_file_too_large_to_decode_whole_cuts_the_same_region(setup, monkeypatch):
+    """A JPEG over the pixel limit is decoded at half size: its box, given in the file's pixels,
+    must cut the same part of the picture (not the part at those coordinates of the half-size
+    decode, which was the lower right instead)."""
+    import lookalike.io as lio
+
+    ix, coll, root = setup
+    full = load_image(coll / "original.jpg")  # 1200 x 1800 as displayed
+    box = (150, 300, 700, 900)
+    x, y, w, h = box
+    saved = root / "crop-full.png"
+    Image.fromarray(full[y:y + h, x:x + w]).save(saved)
+    want, _ = ix.describe_query(saved)
+    monkeypatch.setattr(lio.load_image, "__defaults__", (None, 1_000_000))  # 2.16 MP: decoded at 1/2
+    assert load_image(coll / "original.jpg").shape[:2] == (900, 600)
+    got, _ = ix.describe_query(coll / "original.jpg", box)
+    assert float(got[0] @ want[0]) > 0.97
+    assert [h.id for h in ix.search(coll / "original.jpg", k=3, box=box).hits] == \
+        [h.id for h in ix.search(saved, k=3).hits]

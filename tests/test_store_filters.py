@@ -18,9 +18,11 @@ def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("spec", ["flat", "hnsw", "ivfflat?train_at=1000&nprobe=4", "ivfpq?train_at=1000",
                                   "HNSW16,SQ8"])
-@pytest.mark.parametrize("exact", [True, False])
-def test_search_within_returns_k_of_the_subset(spec, exact, monkeypatch):
-    if not exact:  # force the ID-selector paths (graph walk, probed lists)
+@pytest.mark.parametrize("path", ["exact", "scan", "index"])
+def test_search_within_returns_k_of_the_subset(spec, path, monkeypatch):
+    if path == "scan":  # an exact scan with an ID selector rather than copied rows
+        monkeypatch.setattr(hnsw, "GATHER_MAX", 0)
+    if path == "index":  # force the ID-selector paths (graph walk, probed lists)
         monkeypatch.setattr(hnsw, "EXACT_FLOATS", 0)
         monkeypatch.setattr(ivfpq, "EXACT_FLOATS", 0)
     n, d, k = 6000, 32, 10

@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -201,14 +201,15 @@ def file_type(name: str) -> str:
     return TYPE_ALIASES.get(ext, ext)
 
 
-def image_info(data: bytes, name: str = "<bytes>") -> ImageInfo:
-    """Size, type, date taken and camera from the header and EXIF of encoded bytes; cheap (PIL
-    reads the header only). Whatever cannot be read is None; it never raises."""
+def image_info(data: "bytes | BinaryIO", name: str = "<bytes>") -> ImageInfo:
+    """Size, type, date taken and camera from the header and EXIF of encoded bytes or a binary
+    file object; cheap (PIL reads the header only, and from a file only the bytes it needs).
+    Whatever cannot be read is None; it never raises."""
     info = ImageInfo(type=file_type(name) if "." in os.path.basename(name) else None)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(_io.BytesIO(data))
+            im = Image.open(_io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data)
             info.width, info.height = im.size
             info.type = TYPE_OF_FORMAT.get(im.format or "", info.type)
             exif = im.getexif()

@@ -85,10 +85,14 @@ class Catalog:
         has not; a writer adds them)."""
         return self.columns.endswith(META_COLUMNS)
 
+    def forget_columns(self) -> None:
+        """The table's columns changed (a migration added the metadata)."""
+        self._columns = None
+
     @property
     def columns(self) -> str:
         """The columns ``ImageRow`` is read from (metadata as NULL where the table lacks it)."""
-        if self._columns is None or not self.readonly:
+        if self._columns is None:
             from lookalike.engine.metadata import has_columns
 
             self._columns = ROW_COLUMNS + ", " + (META_COLUMNS if has_columns(self.db) else

@@ -60,6 +60,7 @@ class Filters:
         """An SQL condition on ``images`` and its parameters (keyword aside)."""
         conds, params = ["status='ok'"], []
         if self.folder:
+            conds[0] = "+status='ok'"  # so that SQLite ranges over the folder index, not over status
             folder = os.path.abspath(os.fspath(self.folder)).rstrip(os.sep) or os.sep
             inside = folder.rstrip(os.sep) + os.sep  # subfolders: paths from "F/" up to "F0" ('0' follows '/')
             conds.append("(folder = ? OR (folder >= ? AND folder < ?))")
@@ -126,12 +127,17 @@ def _when(v: Any, name: str, end: bool) -> str:
 
 
 def allowed_ids(db: sqlite3.Connection, filters: Filters, has_metadata: bool,
-                keyword_ids: Callable[[str], np.ndarray] | None) -> np.ndarray:
-    """Sorted ids of the indexed images that pass ``filters``."""
+                keyword_ids: Callable[[str], np.ndarray] | None) -> np.ndarray | None:
+    """Sorted ids of the indexed images that pass ``filters``; None when every one passes (then
+    the search needs no filter: counting is cheaper than listing them all)."""
     where, params = filters.where()
     if where != "status='ok'" and not has_metadata:
         raise UnsupportedError("this index was written by an older lookalike and has no metadata to filter on: "
                                "run `lookalike index` on it once (it adds the metadata)")
+    if not filters.keyword:
+        passing = db.execute(f"SELECT COUNT(*) FROM images WHERE {where}", params).fetchone()[0]
+        if passing == db.execute("SELECT COUNT(*) FROM images WHERE status='ok'").fetchone()[0]:
+            return None
     ids = np.fromiter((r[0] for r in db.execute(f"SELECT id FROM images WHERE {where}", params)), np.int64)
     if filters.keyword:
         if keyword_ids is None:

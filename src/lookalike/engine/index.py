@@ -220,6 +220,7 @@ class Index:
             with self.lock.write():
                 self.pipeline, self.stores, self.store, self.generation = pipe, stores, store, generation
                 self.searcher.forget()
+                self.catalog.forget_columns()  # another process may have migrated the schema
             return True
         finally:
             self.writer.mutex.release()

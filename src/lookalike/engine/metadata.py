@@ -22,7 +22,6 @@ COLUMNS = (("taken", "TEXT"), ("camera", "TEXT"), ("type", "TEXT"), ("folder", "
 # descriptor BLOB, which SQLite would walk through): a range on (status, taken), a scan otherwise.
 INDEXES = ("CREATE INDEX IF NOT EXISTS images_meta ON images(status, taken, folder, type, camera, width, height)",
            "CREATE INDEX IF NOT EXISTS images_folder ON images(folder, status)")
-HEADER_BYTES = 256 * 1024  # enough for the header and EXIF of every usual format
 
 
 def iso_time(mtime: float | None) -> str | None:
@@ -64,10 +63,9 @@ def header_info(path: str, size: int | None, mtime: float | None) -> ImageInfo |
         if size is not None and (st.st_size != size or (mtime is not None and st.st_mtime != mtime)):
             return None
         with open(path, "rb") as f:
-            head = f.read(HEADER_BYTES)
+            info = image_info(f, path)  # PIL reads only the header
     except OSError:
         return None
-    info = image_info(head, path)
     return info if info.width else None
 
 

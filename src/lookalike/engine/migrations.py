@@ -97,7 +97,7 @@ def _to_v2(catalog: Catalog, folder: IndexFolder, db: sqlite3.Connection) -> Cal
 def _to_v3(catalog: Catalog, folder: IndexFolder, db: sqlite3.Connection) -> Callable[[], None]:
     metadata.add_columns(db)
     metadata.fill_missing(db)
-    return lambda: None
+    return catalog.forget_columns
 
 
 MIGRATIONS: dict[int, Callable[[Catalog, IndexFolder, sqlite3.Connection], Callable[[], None]]] = {

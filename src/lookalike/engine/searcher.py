@@ -19,7 +19,7 @@ from lookalike.engine.compose import Part, as_parts
 from lookalike.engine.filters import Filters, allowed_ids
 from lookalike.engine.results import Hit, SearchResult
 from lookalike.errors import BadInputError, NotFoundError, UnsupportedError
-from lookalike.io import as_rgb
+from lookalike.io import as_rgb, image_info
 from lookalike.pipelines import Pipeline, QueryContext, build, parse_steps, turned
 from lookalike.store.base import VectorStore
 from lookalike.vectors import l2n
@@ -38,7 +38,7 @@ class Searcher:
         self._extra: dict[tuple[int, str], tuple[Pipeline, VectorStore]] = {}
         self._text: tuple[int, Any] | None = None
         self.verified: dict[int, Any] = {}  # local features extracted for verification, by image id
-        self._allowed: dict[tuple[int, str], np.ndarray] = {}  # ids passing filters, by generation
+        self._allowed: dict[tuple[int, str], np.ndarray | None] = {}  # ids passing filters (None: all)
 
     def forget(self, ids: Any = None) -> None:
         """Drop what is kept in memory about these images (all, when None): they changed."""
@@ -57,7 +57,7 @@ class Searcher:
         turned 90 degrees left and right)."""
         rgb = as_rgb(image)
         if box is not None:
-            rgb = crop(rgb, box)
+            rgb = crop(rgb, box_in_decoded(box, image, rgb))
         raw = self.ix.pipeline.describe(turned(rgb) if rotate else [rgb])
         return self.ix.pipeline.prepare(raw), rgb
 
@@ -122,17 +122,17 @@ class Searcher:
         return SearchResult(hits, (time.perf_counter() - t0) * 1000, timings)
 
     def allowed(self, filters: Any) -> np.ndarray | None:
-        """Sorted ids that pass ``filters`` (None: no filter); kept for the catalog's generation,
+        """Sorted ids that pass ``filters`` (None: no filter, or every image passes); kept for the catalog's generation,
         so the pages of one filtered search (and a gallery's scrolling) ask SQL once."""
         f = Filters.of(filters)
         if f is None:
             return None
         key = (self.ix.catalog.generation(), repr(f))
-        hit = self._allowed.get(key)
-        if hit is not None:
-            return hit
+        if key in self._allowed:
+            return self._allowed[key]
         ids = self._allowed_ids(f)
-        ids.setflags(write=False)
+        if ids is not None:
+            ids.setflags(write=False)
         try:
             while len(self._allowed) >= ALLOWED_KEPT:
                 self._allowed.pop(next(iter(self._allowed)), None)
@@ -141,7 +141,7 @@ class Searcher:
         self._allowed[key] = ids
         return ids
 
-    def _allowed_ids(self, f: Filters) -> np.ndarray:
+    def _allowed_ids(self, f: Filters) -> np.ndarray | None:
         keyword = None
         if self.ix.supports_text:
             def keyword(word: str) -> np.ndarray:
@@ -167,9 +167,11 @@ class Searcher:
                                                 "LIMIT ? OFFSET ?", (int(limit), offset))]
         else:
             allowed = self.allowed(f)
-            total = len(allowed)
             ordered = self._newest_first()
-            ids = ordered[np.isin(ordered, allowed)][offset:offset + int(limit)].tolist()
+            if allowed is not None:
+                ordered = ordered[np.isin(ordered, allowed)]
+            total = len(ordered)
+            ids = ordered[offset:offset + int(limit)].tolist()
         rows = cat.rows(ids)
         return total, [rows[i] for i in ids if i in rows]
 
@@ -352,6 +354,31 @@ def check_k(k: Any) -> int:
     if k < 1:
         raise BadInputError(f"k must be at least 1 (got {k})")
     return int(k)
+
+
+def box_in_decoded(box: Box, source: Any, rgb: np.ndarray) -> Box:
+    """``box`` (pixels of the file as displayed) in the pixels of ``rgb``: a file too large to
+    decode whole (a JPEG over ``io.MAX_PIXELS``) is decoded at 1/2, 1/4 or 1/8 size, and its box
+    must shrink with it, or it would cut another part of the image."""
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with open(source, "rb") as f:
+                info = image_info(f)  # the header only
+        except OSError:
+            return box
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        info = image_info(bytes(source))
+    else:
+        return box
+    H, W = rgb.shape[:2]
+    if not info.width or not info.height or (info.width, info.height) == (W, H):
+        return box
+    try:
+        x, y, w, h = (float(v) for v in box)
+    except (TypeError, ValueError):
+        return box  # crop says what is wrong with it
+    sx, sy = W / info.width, H / info.height
+    return (int(round(x * sx)), int(round(y * sy)), max(1, int(round(w * sx))), max(1, int(round(h * sy))))
 
 
 def check_offset(offset: Any) -> int:

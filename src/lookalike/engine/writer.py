@@ -239,6 +239,7 @@ class Writer:
         if not self._schema_ready:
             if not has_columns(db):  # migration left to a later writer (this one was busy then)
                 add_columns(db)
+                self.ix.catalog.forget_columns()
             for e in self.ix.pipeline.extensions:
                 e.schema(db)
             self._schema_ready = True

@@ -16,6 +16,7 @@ from lookalike.store.rows import RowMap, commit_folder, read_manifest, save_npy,
 
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 EXACT_FLOATS = 32_000_000  # a filtered search scores its subset exactly up to this many floats (128 MB)
+GATHER_MAX = 4096  # up to this many rows, an exact subset search copies them out instead of scanning all
 
 
 class HNSWStore(VectorStore):
@@ -106,7 +107,10 @@ class HNSWStore(VectorStore):
             dist, found = self._index.search(q, kk, params=params)
             if (found >= 0).sum(axis=1).min() >= kk:  # else the walk met too few members: scan them
                 return top_k(-dist if self.metric == "l2" else dist, self._rows.to_ids(found), k)
-        if flat:
+        if flat and len(rows) <= GATHER_MAX:  # a few rows: copy them out of the storage and score them
+            view = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * self.dim).reshape(storage.ntotal, self.dim)
+            return exact_top_k(q, view[np.sort(rows)], self._rows.to_ids(np.sort(rows)), k, self.metric)
+        if flat:  # more: scan the storage, skipping rows outside the subset
             dist, found = storage.search(q, kk, params=faiss.SearchParameters(sel=sel))
             return top_k(-dist if self.metric == "l2" else dist, self._rows.to_ids(found), k)
         return exact_top_k(q, np.vstack([self._index.reconstruct(int(r)) for r in rows]),
