@@ -82,6 +82,7 @@ class Writer:
                 rep.removed += self._remove_ids(gone)
             self._describe(todo, batch_size, runner, rep, err, progress)
             self._make_thumbs(unthumbed)
+            self._sweep_thumbs()
             self.save()
         rep.seconds = time.perf_counter() - t0
         return rep
@@ -234,6 +235,17 @@ class Writer:
             "SELECT 1 FROM images WHERE hash=? AND status='ok' LIMIT 1", (d,)).fetchone() is None]
         self.thumbs.drop(gone)
         self._thumbed.difference_update(gone)
+
+    def _sweep_thumbs(self) -> None:
+        """Delete thumbnails no indexed image has (left by a run killed between the two commits)."""
+        if not self._thumbed:
+            return
+        used = {r[0] for r in self.ix.catalog.db.execute(
+            "SELECT DISTINCT hash FROM images WHERE status='ok' AND hash IS NOT NULL")}
+        unused = self._thumbed - used
+        if unused:
+            self.thumbs.drop(unused)
+            self._thumbed -= unused
 
     def _ensure_schema(self, db: Any) -> None:
         if not self._schema_ready:
