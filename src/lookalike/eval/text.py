@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -37,9 +38,12 @@ KEYS = ("mAP", "mAP_trapezoid", "P@1", "P@10", "R@1", "R@5", "R@10", "queries", 
 
 def image_features(ds: Dataset, progress: Callable[[int, int], None] | None = None,
                    batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """GeM descriptors (N, 1280, the ``text`` pipeline's) and ImageNet logits (N, 1000) of the db, cached."""
-    key = hashlib.sha1(f"{ds.root.resolve()}|{json.dumps(GEM_DEEP, sort_keys=True)}".encode()).hexdigest()[:16]
-    f = cache_dir() / "eval" / f"{ds.name}-textfeats-{key}.npz"
+    """GeM descriptors (N, 1280, the ``text`` pipeline's) and ImageNet logits (N, 1000) of the db,
+    cached by the image files (datasets that share their images, e.g. captions in two languages,
+    share the cache)."""
+    files = "\n".join(str(Path(p).resolve()) for p in ds.db_paths)
+    key = hashlib.sha1(f"{files}|{json.dumps(GEM_DEEP, sort_keys=True)}".encode()).hexdigest()[:16]
+    f = cache_dir() / "eval" / f"textfeats-{key}.npz"
     if f.exists():
         z = np.load(f)
         if len(z["x"]) == len(ds.db_paths):
