@@ -29,7 +29,7 @@ import numpy as np
 
 from lookalike.text.classes import class_names, prompt_embeddings, softmax
 from lookalike.text.encoder import MINILM, SPACES, USE, encoder_for, query_spaces
-from lookalike.text.fusion import fuse, part_weights
+from lookalike.text.fusion import HUB_PENALTY, fuse, part_weights
 from lookalike.text.scale import readable
 from lookalike.text.sources import TextEntry
 from lookalike.text.words import CJK_RUN, has_cjk, query_words, segment
@@ -240,6 +240,20 @@ class TextIndex:
         self.db.executemany("INSERT OR REPLACE INTO text_vectors(kind, image_id, vec) VALUES (?, ?, ?)",
                             [(kind, int(i), x.tobytes()) for i, x in zip(image_ids, v)])
         self._changed()
+
+    def set_values(self, kind: str, image_ids: Sequence[int], values: np.ndarray) -> None:
+        """One number per image (e.g. ``hub:bridge_use``, an image's hubness in that bridge)."""
+        v = np.asarray(values, np.float32).reshape(-1, 1)
+        self.db.executemany("INSERT OR REPLACE INTO text_vectors(kind, image_id, vec) VALUES (?, ?, ?)",
+                            [(kind, int(i), x.tobytes()) for i, x in zip(image_ids, v)])
+        self._changed()
+
+    def values(self, kind: str, ids: np.ndarray | None = None) -> np.ndarray | None:
+        """(N,) the numbers stored as ``kind`` (0 where an image has none), or None if none is stored."""
+        if not self.has_vectors(kind):
+            return None
+        s, _ = self.vector_scores(kind, np.ones((1, 1), np.float32), ids)
+        return s[0]
 
     def remove(self, image_ids: Iterable[int]) -> None:
         ids = [(int(i),) for i in image_ids]
@@ -569,7 +583,13 @@ class TextIndex:
                 for sp in spaces:
                     kind = "bridge" if sp == MINILM else f"bridge_{sp}"
                     if self.has_vectors(kind):
-                        parts[f"bridge:{sp}"] = self.vector_scores(kind, vecs[sp], ids)
+                        s, cov = self.vector_scores(kind, vecs[sp], ids)
+                        hub = self.values(f"hub:{kind}", ids) if HUB_PENALTY.get(f"bridge:{sp}") else None
+                        if hub is not None:  # ranked by cosine minus hubness; evidence from the cosine
+                            evidence[f"bridge:{sp}"] = (np.where(cov, s, -np.inf).max(axis=1) if cov.any()
+                                                        else np.full(len(s), -np.inf))
+                            s = s - HUB_PENALTY[f"bridge:{sp}"] * hub[None, :]
+                        parts[f"bridge:{sp}"] = (s, cov)
             elif m in extra and self.has_vectors(m):
                 parts[m] = self.vector_scores(m, extra[m], ids)
         if not parts:
