@@ -19,7 +19,8 @@ def eval_cmd(
     split: Optional[str] = typer.Option(None, help="split.json: evaluate among the test classes only."),
     holdout_last: Optional[int] = typer.Option(None, help="Learn on all but the last N images; score on those N."),
     model: Optional[str] = typer.Option(None, help="A fine-tuned model folder: with pipeline default or gem, its GeM descriptor."),
-    fit_on: Optional[str] = typer.Option(None, help="Dataset whose images fit learned steps (e.g. whitening)."),
+    fit_on: Optional[str] = typer.Option(None, help="Dataset whose images fit learned steps (e.g. whitening); "
+                                         "text: the caption datasets (comma-separated) that train the bridge."),
     max_side: Optional[int] = MAX_SIDE,
     scales: Optional[str] = SCALES,
     flip: bool = FLIP,

@@ -14,6 +14,7 @@ never during it. ``refresh`` follows what another process wrote.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Callable, Iterable, Sequence
 
 from lookalike.version import __version__
@@ -81,11 +82,29 @@ class Index:
         if self.folder.state.exists():
             self.pipeline.load_state(self.folder.state, steps=current)
         self.stores = StoreManager(self.folder, self.catalog, self.pipeline, pipe.document.store)
-        self.store = self.stores.open(current)
+        # a read-only open reads the store on first use: a text search never needs it
+        self._store: Any = None
+        self._store_current = current
+        self._store_lock = threading.Lock()
+        if not readonly:
+            self._store = self.stores.open(current)
         self.writer = Writer(self)
         self.searcher = Searcher(self)
         if store is not None and store != self.stores.spec and not readonly:
             self.writer.change_store(store)
+
+    @property
+    def store(self) -> Any:
+        """The vector store (``store.base.VectorStore``), opened on first use when read-only."""
+        if self._store is None:
+            with self._store_lock:
+                if self._store is None:
+                    self._store = self.stores.open(self._store_current)
+        return self._store
+
+    @store.setter
+    def store(self, store: Any) -> None:
+        self._store = store
 
     def _check_request(self, doc: PipelineDoc, pipeline: str | None, options: dict[str, Any]) -> None:
         if pipeline is not None:

@@ -7,14 +7,16 @@ Without ``holdout_last`` nothing is learned: images are ranked zero-shot (ImageN
 With ``holdout_last N`` a bridge per text space (input: descriptor and class probabilities) is
 trained on the captions of all but the last N database images (gt.json order) and the captions of
 the last N rank those N images (zero-shot + bridge). With the option ``fit_on`` (``--fit-on``, a
-dataset of the same images with captions in another language) the bridges are trained on that
-dataset's captions instead: a bridge trained on English captions answers Chinese queries.
+dataset of the same images with captions in another language; several separated by commas) the
+bridges are trained on those datasets' captions instead: a bridge trained on English captions
+answers Chinese queries, and one trained on both languages' captions serves both.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -28,7 +30,7 @@ from lookalike.errors import BadInputError
 from lookalike.pipelines import PipelineDoc
 from lookalike.text.bridge import TextBridge, class_probs
 from lookalike.text.classes import prompt_embeddings
-from lookalike.text.bridges import bridge_config
+from lookalike.text.bridges import bridge_config, store_projection, vector_kind
 from lookalike.text.encoder import MINILM, SPACES, encoder_for, query_spaces
 from lookalike.text.store import TextIndex
 
@@ -37,9 +39,12 @@ KEYS = ("mAP", "mAP_trapezoid", "P@1", "P@10", "R@1", "R@5", "R@10", "queries", 
 
 def image_features(ds: Dataset, progress: Callable[[int, int], None] | None = None,
                    batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """GeM descriptors (N, 1280, the ``text`` pipeline's) and ImageNet logits (N, 1000) of the db, cached."""
-    key = hashlib.sha1(f"{ds.root.resolve()}|{json.dumps(GEM_DEEP, sort_keys=True)}".encode()).hexdigest()[:16]
-    f = cache_dir() / "eval" / f"{ds.name}-textfeats-{key}.npz"
+    """GeM descriptors (N, 1280, the ``text`` pipeline's) and ImageNet logits (N, 1000) of the db,
+    cached by the image files (datasets that share their images, e.g. captions in two languages,
+    share the cache)."""
+    files = "\n".join(str(Path(p).resolve()) for p in ds.db_paths)
+    key = hashlib.sha1(f"{files}|{json.dumps(GEM_DEEP, sort_keys=True)}".encode()).hexdigest()[:16]
+    f = cache_dir() / "eval" / f"textfeats-{key}.npz"
     if f.exists():
         z = np.load(f)
         if len(z["x"]) == len(ds.db_paths):
@@ -112,12 +117,14 @@ def evaluate_text(ds: Dataset, spec: str, options: dict[str, Any], holdout_last:
         test = set(ds.db_ids[n - holdout_last:])
         pos = {d: i for i, d in enumerate(ds.db_ids)}
         fit_on = options.get("fit_on")
-        src = Dataset.load(fit_on) if fit_on else ds
-        train_texts, train_imgs = _caption_pairs(src, test)
-        if fit_on:
-            missing = [d for d in set(train_imgs) if d not in pos]
+        train_texts, train_imgs = [], []
+        for src in [Dataset.load(p) for p in fit_on.split(",")] if fit_on else [ds]:
+            texts, imgs = _caption_pairs(src, test)
+            missing = [d for d in set(imgs) if d not in pos]
             if missing:
-                raise BadInputError(f"--fit-on {fit_on}: {len(missing)} captioned images are not in {ds.name}")
+                raise BadInputError(f"--fit-on {src.root}: {len(missing)} captioned images are not in {ds.name}")
+            train_texts += texts
+            train_imgs += imgs
         owner = np.array([pos[d] for d in train_imgs])
         queries = [q for q in queries if q.relevant and set(q.relevant) <= test]
         C = class_probs(L)
@@ -129,7 +136,7 @@ def evaluate_text(ds: Dataset, spec: str, options: dict[str, Any], holdout_last:
                 continue
             bridge = TextBridge(bridge_config(sp)).fit(X[:n - holdout_last], train_vecs[sp][have], owner[have],
                                                     C[:n - holdout_last], prompt_embeddings(ti.encoder_for(sp)))
-            ti.set_vectors("bridge" if sp == MINILM else f"bridge_{sp}", ids, bridge.project(X[ids], C[ids]))
+            store_projection(ti, vector_kind(sp), ids, bridge, bridge.project(X[ids], C[ids]))
         methods += ("bridge",)
     texts = [q.text or "" for q in queries]
     qv = query_vectors(texts)

@@ -48,13 +48,14 @@ def pipelines() -> Registry[PipelineFactory]:
 
 
 def factory(name: str) -> PipelineFactory:
-    """The factory of the base pipeline ``name``, importing the families in order only until one
-    has it (a process that searches a ``gem`` index never imports the local-feature family)."""
+    """The factory of the base pipeline ``name``, importing the families only until one has it:
+    the family named like the base first, then in order (a process that searches a ``gem`` or
+    ``text`` index never imports the local-feature family)."""
     import importlib
 
     if pipelines.cache_info().currsize:
         return pipelines().get(name)
-    for mod in FAMILIES:
+    for mod in sorted(FAMILIES, key=lambda m: m.rsplit(".", 1)[1] != name):
         found = importlib.import_module(mod).factories().get(name)
         if found is not None:
             return found

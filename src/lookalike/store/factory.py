@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
-import faiss
-
 from lookalike.errors import BadInputError
 from lookalike.registry import Registry
 from lookalike.store.base import VectorStore
+from lookalike.store.lazy import faiss
 from lookalike.store.flat import FlatStore
 from lookalike.store.hnsw import HNSWStore
 from lookalike.store.ivfpq import IVFPQStore

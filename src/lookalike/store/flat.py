@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from lookalike.store.base import VectorStore, as_ids, as_vectors, empty_result, merge_top_k
+from lookalike.store.lazy import faiss
 
 
 class FlatStore(VectorStore):

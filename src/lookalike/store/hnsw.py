@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from lookalike.store.base import VectorStore, as_ids, as_vectors, empty_result, exact_top_k
+from lookalike.store.lazy import faiss
 from lookalike.store.rows import RowMap, commit_folder, read_manifest, save_npy, top_k
 
-_METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 EXACT_FLOATS = 32_000_000  # a filtered search scores its subset exactly up to this many floats (128 MB)
 GATHER_MAX = 4096  # up to this many rows, an exact subset search copies them out instead of scanning all
+
+
+def _metric(name: str) -> int:
+    return faiss.METRIC_INNER_PRODUCT if name == "ip" else faiss.METRIC_L2
 
 
 class HNSWStore(VectorStore):
@@ -26,7 +29,7 @@ class HNSWStore(VectorStore):
 
     def __init__(self, dim: int, metric: str = "ip", factory: str = "HNSW32",
                  ef_construction: int = 80, ef_search: int = 96) -> None:
-        if metric not in _METRICS:
+        if metric not in ("ip", "l2"):
             raise ValueError(f"metric must be 'ip' or 'l2', not {metric!r}")
         if not factory.startswith("HNSW"):
             raise ValueError(f"an HNSW factory string starts with 'HNSW', not {factory!r}")
@@ -36,7 +39,7 @@ class HNSWStore(VectorStore):
         self._rows = RowMap()
 
     def _new_index(self) -> faiss.Index:
-        index = faiss.index_factory(self.dim, self.factory, _METRICS[self.metric])
+        index = faiss.index_factory(self.dim, self.factory, _metric(self.metric))
         faiss.downcast_index(index).hnsw.efConstruction = self.ef_construction
         return index
 

@@ -27,13 +27,12 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from lookalike.store.base import VectorStore, as_ids, as_vectors
+from lookalike.store.lazy import faiss
 from lookalike.store.rows import RowMap, commit_folder, read_manifest, save_npy, top_k
 
-_METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 EXACT_FLOATS = 16_000_000  # a filtered search scans its subset exactly up to this many floats (64 MB read)
 
 
@@ -50,6 +49,10 @@ def _preassigned(ivf: faiss.IndexIVF, q: np.ndarray, k: int, lists: np.ndarray, 
     return D, I
 
 
+def _metric(name: str) -> int:
+    return faiss.METRIC_INNER_PRODUCT if name == "ip" else faiss.METRIC_L2
+
+
 class IVFPQStore(VectorStore):
     """Any trainable FAISS factory string (default IVF-PQ) plus exact re-scoring from disk."""
 
@@ -59,7 +62,7 @@ class IVFPQStore(VectorStore):
                  nprobe: int = 32, rescore: int = 10, max_train: int | None = None,
                  storage_dir: Path | None = None, by_residual: int = -1, center: int = 1,
                  niter: int = 10, train_at: int | None = None) -> None:
-        if metric not in _METRICS:
+        if metric not in ("ip", "l2"):
             raise ValueError(f"metric must be 'ip' or 'l2', not {metric!r}")
         self.dim, self.metric, self.factory = dim, metric, factory
         self.nprobe, self.rescore, self.niter = nprobe, rescore, niter
@@ -82,7 +85,7 @@ class IVFPQStore(VectorStore):
 
     def _new_index(self) -> faiss.Index:
         try:
-            index = faiss.index_factory(self.dim, self.factory, _METRICS[self.metric])
+            index = faiss.index_factory(self.dim, self.factory, _metric(self.metric))
         except RuntimeError as e:
             raise ValueError(f"bad FAISS factory string {self.factory!r}: {e}") from None
         try:

@@ -21,6 +21,8 @@ from lookalike.text.classes import softmax
 from lookalike.text.store import TOP_CLASSES
 
 BRIDGE_FILE = "text_bridge.npz"
+REF_ROWS = 4096  # training texts kept with a bridge to measure each image's hubness
+HUB_K = 10  # an image's hubness: its mean cosine with its HUB_K nearest training texts
 
 
 @dataclass
@@ -131,7 +133,21 @@ class TextBridge:
             w = np.hstack([w[:, :d], w[:, d:] @ np.asarray(class_embeddings, np.float32).T])
         self.weights["w0"] = w.astype(np.float32)
         self.config.class_inputs = w.shape[1] - d
+        T0 = np.asarray(text_vectors, np.float32)
+        keep = np.unique(np.linspace(0, len(T0) - 1, min(REF_ROWS, len(T0))).astype(np.int64))
+        self.weights["ref"] = T0[keep].astype(np.float16)
         return self
+
+    def hubness(self, projected: np.ndarray) -> np.ndarray | None:
+        """(N,) each projected image's mean cosine with its ``HUB_K`` nearest training texts (None
+        for a bridge saved without them). Images close to many texts ("hubs") come up for too many
+        queries; subtracting part of this (``fusion.HUB_PENALTY``) ranks them fairly (CSLS)."""
+        ref = self.weights.get("ref")
+        if ref is None or not len(ref):
+            return None
+        sims = np.asarray(projected, np.float32) @ ref.astype(np.float32).T
+        k = min(HUB_K, sims.shape[1])
+        return np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:].mean(axis=1).astype(np.float32)
 
     def _flatten(self, class_probs: np.ndarray) -> np.ndarray:
         p = np.asarray(class_probs, np.float32)

@@ -31,6 +31,15 @@ def vector_kind(space: str) -> str:
     return "bridge" if space == MINILM else f"bridge_{space}"
 
 
+def store_projection(ti, kind: str, image_ids: Sequence[int], bridge: TextBridge, projected: np.ndarray) -> None:
+    """Store bridged image vectors as ``kind`` and, when the bridge keeps its training texts,
+    their hubness as ``hub:kind``."""
+    ti.set_vectors(kind, image_ids, projected)
+    hub = bridge.hubness(projected)
+    if hub is not None:
+        ti.set_values(f"hub:{kind}", image_ids, hub)
+
+
 class Bridges:
     """``heads[space] -> TextBridge``; ``in_dim`` and ``config`` as a single bridge's."""
 
@@ -53,8 +62,9 @@ class Bridges:
 
     def store(self, ti, image_ids: Sequence[int], image_vectors: np.ndarray,
               class_probs: np.ndarray | None = None) -> None:
-        for kind, v in self.project(image_vectors, class_probs).items():
-            ti.set_vectors(kind, image_ids, v)
+        """The images' vectors of every head, and their hubness (``TextBridge.hubness``)."""
+        for sp, b in self.heads.items():
+            store_projection(ti, vector_kind(sp), image_ids, b, b.project(image_vectors, class_probs))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

