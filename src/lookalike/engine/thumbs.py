@@ -18,7 +18,6 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -33,6 +32,8 @@ def make_thumbnail(rgb: np.ndarray, side: int = THUMB_SIDE) -> bytes:
     h, w = rgb.shape[:2]
     if max(h, w) > side:
         s = side / max(h, w)
+        import cv2  # on first use: a search process never makes thumbnails
+
         rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, "JPEG", quality=THUMB_QUALITY)
