@@ -49,8 +49,22 @@ class Loaded:
     error: str | None
 
 
-def read_one(path: str, max_side: int | None = None) -> Loaded:
-    """Read, hash and decode one file; failures become an error reason, never an exception."""
+READ_THREADS = 2  # decoding threads per batch (PIL and libjpeg-turbo decode without the GIL)
+
+
+def decode_side(pipe: Any) -> tuple[int | None, int | None]:
+    """(reduce_to, max_side) to decode a pipeline's images with: an extractor that resizes every
+    image itself (``decode_side``) gets them as small as is cheap above that side; others get them
+    shrunk to twice their ``max_side`` (a cheap JPEG draft decode, their exact resize later)."""
+    ex = pipe.extractor
+    if getattr(ex, "decode_side", None):
+        return ex.decode_side, None
+    return None, (2 * ex.max_side if ex.max_side else None)
+
+
+def read_one(path: str, side: tuple[int | None, int | None] = (None, None)) -> Loaded:
+    """Read, hash and decode one file (``side``: see ``decode_side``); failures become an error
+    reason, never an exception. Only the decoded, reduced image is kept."""
     size = mtime = None
     try:
         st = os.stat(path)
@@ -62,8 +76,9 @@ def read_one(path: str, max_side: int | None = None) -> Loaded:
     except ImageError as e:
         return Loaded(path, size, mtime, None, None, e.reason)
     digest = hashlib.sha1(data).hexdigest()
+    reduce_to, max_side = side
     try:
-        return Loaded(path, size, mtime, digest, decode(data, path, max_side=max_side), None)
+        return Loaded(path, size, mtime, digest, decode(data, path, max_side=max_side, reduce_to=reduce_to), None)
     except ImageError as e:
         return Loaded(path, size, mtime, digest, None, e.reason)
 
@@ -85,16 +100,15 @@ def _pipeline(key: str, state_dir: str | None, state_version: str | None = None)
 Known = Callable[[str], "tuple[int, np.ndarray] | None"]  # content hash -> (id, raw vector) already described
 
 
-def process_batch(key: str, state_dir: str | None, paths: list[str], read_threads: int = 2,
+def process_batch(key: str, state_dir: str | None, paths: list[str], read_threads: int = READ_THREADS,
                   known: Known | None = None, state_version: str | None = None) -> list[Result]:
     """Read and describe ``paths`` with the pipeline ``key`` names (``describer_key``; built once
     per process). A file whose content hash ``known`` recognises is not described again: its
     vector is reused (``Result.same_as`` names the image it came from)."""
     pipe = _pipeline(key, state_dir, state_version)
-    max_side = pipe.extractor.max_side
-    decode_side = 2 * max_side if max_side else None  # cheap JPEG draft decode, exact resize later
+    side = decode_side(pipe)
     with ThreadPoolExecutor(read_threads) as pool:
-        loaded = list(pool.map(lambda p: read_one(p, decode_side), paths))
+        loaded = list(pool.map(lambda p: read_one(p, side), paths))
     out: dict[str, Result] = {}
     ok = []
     for x in loaded:
