@@ -105,6 +105,18 @@ def test_raw_decodes_upright(tmp_path, preview):
     assert_red_on_top(rgb)
 
 
+def test_raw_bytes_pil_does_not_know_are_read_by_rawpy(tmp_path):
+    """Bytes with no file name to go by (an upload, the server's thumbnails): what PIL cannot
+    identify is tried as a RAW file before being refused."""
+    from lookalike.io import _raw_or_none
+
+    p = save_dng(tmp_path / "photo.dng", two_halves(), preview=False)
+    assert_red_on_top(np.asarray(_raw_or_none(p.read_bytes(), "<bytes>", None, 10**8)))
+    assert _raw_or_none(b"junk" * 100, "<bytes>", None, 10**8) is None
+    with pytest.raises(ImageError, match="not a recognised image format"):
+        load_image(b"junk" * 100)
+
+
 def test_corrupt_raw_is_one_reason(tmp_path):
     pytest.importorskip("rawpy")
     p = tmp_path / "broken.nef"

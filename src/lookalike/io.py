@@ -144,12 +144,26 @@ def decode(data: bytes, name: str = "<bytes>", max_side: int | None = None,
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(name, f"possible decompression bomb ({e})") from None
     except UnidentifiedImageError:
-        raise ImageError(name, _unrecognised(name)) from None
+        im = _raw_or_none(data, name, reduce_to or max_side, max_pixels)
+        if im is None:
+            raise ImageError(name, _unrecognised(name)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(name, f"corrupt or truncated image ({e})") from None
     except MemoryError:
         raise ImageError(name, "out of memory while decoding") from None
     return _finish(im, name, max_side, reduce_to)
+
+
+def _raw_or_none(data: bytes, name: str, side: int | None, max_pixels: int) -> Image.Image | None:
+    """Bytes PIL does not know, read as a camera RAW file when they are one (no file name to go by)."""
+    try:
+        import rawpy  # noqa: F401
+    except ImportError:
+        return None
+    try:
+        return decode_raw(data, name, side, max_pixels)
+    except ImageError:
+        return None
 
 
 # LibRaw's flip code -> the PIL transpose that turns the sensor image upright
