@@ -1,7 +1,7 @@
 """Indexing speed on camera-sized photos: `lookalike index`'s path against a plain loop, same run.
 
 Makes its own photos (once, kept in ``--work``): holidays300 images (../shared/datasets) enlarged to
-12 MP (4000×3000) and 24 MP (6000×4000), landscape and portrait, with a little sensor-like grain so
+12 MP (4000×3000, ``--n`` of them) and 24 MP (6000×4000, half as many), landscape and portrait, with a little sensor-like grain so
 they compress like real photos, saved as JPEG quality 90 (about 2 MB at 12 MP). Then, for each size
 and pipeline, each in a fresh process (so its peak RSS is its own, read by ``os.wait4``):
 
@@ -162,7 +162,7 @@ def load() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=48, help="photos per size")
+    ap.add_argument("--n", type=int, default=48, help="photos of 12 MP (half as many of 24 MP)")
     ap.add_argument("--mp", type=int, nargs="+", default=[12, 24], choices=sorted(SIZES))
     ap.add_argument("--pipelines", nargs="+", default=["gem", "default"])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -178,7 +178,7 @@ def main() -> None:
           f"load average {load()}", flush=True)
     notes: list[str] = []
     for mp in args.mp:
-        photos = make_photos(args.data, args.work, args.n, mp)
+        photos = make_photos(args.data, args.work, args.n if mp == 12 else max(1, args.n // 2), mp)
         folder = str(photos[0].parent)
         mb = sum(p.stat().st_size for p in photos) / len(photos) / 1e6
         print(f"\n{len(photos)} photos of {mp} MP ({mb:.1f} MB each on average), {folder}", flush=True)
