@@ -178,3 +178,14 @@ def test_indexing_decodes_to_the_largest_scale_the_pipeline_needs(tmp_path):
     assert np.array_equal(read_one(str(small), decode_side(default)).image, load_image(small))
     variants = default.extractor.first.variants(read_one(str(big), decode_side(default)).image)
     assert [max(v.shape[:2]) for v in variants] == [352, 498]
+
+
+def test_without_the_formats_extra_the_reason_names_it(tmp_path, monkeypatch):
+    from lookalike import io
+
+    p = save_dng(tmp_path / "photo.dng", two_halves(), preview=False)
+    monkeypatch.setitem(__import__("sys").modules, "rawpy", None)  # as if rawpy were not installed
+    monkeypatch.setitem(__import__("sys").modules, "pillow_heif", None)
+    with pytest.raises(ImageError, match=r"lookalike\[formats\]"):
+        load_image(p)
+    assert "lookalike[formats]" in io._unrecognised("photo.heic")
