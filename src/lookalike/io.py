@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import io as _io
 import os
+import math
 import re
 import stat
+import threading
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,16 +19,48 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from lookalike.errors import BadInputError, ImageError
 
 __all__ = ["ImageError", "read_file", "load_image", "decode", "as_rgb", "is_image_name", "ImageInfo", "image_info",
-           "file_type"]
+           "file_type", "register_plugins"]
 
 Source = Union[str, os.PathLike, bytes]
 
 MAX_PIXELS = 80_000_000  # larger images are refused as decompression bombs
 MAX_FILE_BYTES = 200 * 1024 * 1024
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
+# camera RAW files, read through rawpy (LibRaw) when the ``formats`` extra is installed
+RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2",
+                ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".rwl", ".erf", ".kdc", ".mos", ".mrw"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif",
+                  ".heic", ".heif", ".hif", ".avif"} | RAW_SUFFIXES
+FORMATS_HINT = "install lookalike's 'formats' extra: pip install 'lookalike[formats]'"
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+_plugins_lock = threading.Lock()
+_plugins_ready = False
+
+
+def register_plugins() -> None:
+    """Teach PIL HEIC/HEIF (pillow-heif) and, where Pillow lacks it, AVIF (pillow-avif-plugin):
+    once, on the first decode, and only what is installed (both are optional)."""
+    global _plugins_ready
+    if _plugins_ready:
+        return
+    with _plugins_lock:
+        if _plugins_ready:
+            return
+        try:
+            from pillow_heif import register_heif_opener
+
+            register_heif_opener()
+        except ImportError:
+            pass
+        from PIL import features
+
+        if not features.check("avif"):
+            try:
+                import pillow_avif  # noqa: F401 - registers the AVIF plugin on import
+            except ImportError:
+                pass
+        _plugins_ready = True
 
 def _name(source: Source) -> str:
     return "<bytes>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
@@ -55,11 +89,16 @@ def read_file(path: str | os.PathLike) -> bytes:
         raise ImageError(name, f"cannot read file ({e.strerror or e})") from None
 
 
-def load_image(source: Source, max_side: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def load_image(source: Source, max_side: int | None = None, max_pixels: int = MAX_PIXELS,
+               reduce_to: int | None = None) -> np.ndarray:
     """Decode ``source`` (a path or encoded bytes) to an (H, W, 3) uint8 RGB array.
 
     EXIF orientation is applied; palette, grayscale, CMYK, 16-bit and alpha images are converted;
-    an animated image gives its first frame. ``max_side`` downsizes (never upsizes) while decoding.
+    an animated image gives its first frame; HEIC, AVIF and camera RAW files are read when their
+    libraries are installed. ``max_side`` downsizes (never upsizes) while decoding. ``reduce_to``
+    is for a caller that resizes to that long side itself: the image comes as small as is cheap
+    while keeping its long side at least ``reduce_to`` (JPEGs decoded at 1/2, 1/4 or 1/8 scale,
+    other images over twice as large shrunk to it), so no full-size copy of a photo is kept.
     """
     name = _name(source)
     if not isinstance(source, (bytes, bytearray)):
@@ -68,12 +107,15 @@ def load_image(source: Source, max_side: int | None = None, max_pixels: int = MA
         data = bytes(source)
         if not data:
             raise ImageError(name, "empty data (0 bytes)")
-    return decode(data, name, max_side=max_side, max_pixels=max_pixels)
+    return decode(data, name, max_side=max_side, max_pixels=max_pixels, reduce_to=reduce_to)
 
 
 def decode(data: bytes, name: str = "<bytes>", max_side: int | None = None,
-           max_pixels: int = MAX_PIXELS) -> np.ndarray:
+           max_pixels: int = MAX_PIXELS, reduce_to: int | None = None) -> np.ndarray:
     """Decode encoded image bytes; see ``load_image``."""
+    register_plugins()
+    if Path(name).suffix.lower() in RAW_SUFFIXES:
+        return _finish(decode_raw(data, name, reduce_to or max_side, max_pixels), name, max_side, reduce_to)
     try:
         with warnings.catch_warnings():
             # PIL warns from 89 MP on; the limit here is ours: decoded pixels, not declared ones
@@ -83,7 +125,9 @@ def decode(data: bytes, name: str = "<bytes>", max_side: int | None = None,
             if im.format == "JPEG":
                 # JPEGs decode at 1/2, 1/4 or 1/8 size for free: a large camera photo is decoded
                 # small enough rather than refused, so decoding memory stays under the limit
-                if max_side and max(w, h) > 2 * max_side:
+                if reduce_to and max(w, h) >= 2 * reduce_to:
+                    im.draft("RGB", draft_size(w, h, reduce_to))  # the smallest scale still >= reduce_to
+                elif max_side and max(w, h) > 2 * max_side:
                     im.draft("RGB", (max_side, max_side))  # fast downscale; the exact resize follows
                 s = next((s for s in (1, 2, 4, 8) if (w // s) * (h // s) <= max_pixels), None)
                 if s is None:
@@ -102,13 +146,114 @@ def decode(data: bytes, name: str = "<bytes>", max_side: int | None = None,
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(name, f"possible decompression bomb ({e})") from None
     except UnidentifiedImageError:
-        raise ImageError(name, "not a recognised image format") from None
+        im = _raw_or_none(data, name, reduce_to or max_side, max_pixels)
+        if im is None:
+            raise ImageError(name, _unrecognised(name)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(name, f"corrupt or truncated image ({e})") from None
     except MemoryError:
         raise ImageError(name, "out of memory while decoding") from None
+    return _finish(im, name, max_side, reduce_to)
+
+
+def _raw_or_none(data: bytes, name: str, side: int | None, max_pixels: int) -> Image.Image | None:
+    """Bytes PIL does not know, read as a camera RAW file when they are one (no file name to go by)."""
+    try:
+        import rawpy  # noqa: F401
+    except ImportError:
+        return None
+    try:
+        return decode_raw(data, name, side, max_pixels)
+    except ImageError:
+        return None
+
+
+# LibRaw's flip code -> the PIL transpose that turns the sensor image upright
+_RAW_FLIPS = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}
+
+
+def decode_raw(data: bytes, name: str, side: int | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """A camera RAW file through rawpy: its embedded preview when there is one at least ``side``
+    pixels long (1024 when no side is asked for) or as large as the sensor data at half size,
+    otherwise the sensor data demosaiced at half size; turned upright by the camera's orientation."""
+    try:
+        import rawpy
+    except ImportError:
+        raise ImageError(name, f"camera RAW files need rawpy: {FORMATS_HINT}") from None
+    try:
+        with rawpy.imread(_io.BytesIO(data)) as raw:
+            sz = raw.sizes
+            if sz.raw_width * sz.raw_height > 4 * max_pixels:  # half-size demosaicing quarters it
+                raise ImageError(name, f"image too large ({sz.raw_width}x{sz.raw_height} pixels): "
+                                 "possible decompression bomb")
+            need = min(side or 1024, max(sz.width, sz.height) // 2)
+            im = _raw_preview(raw, need, max_pixels)
+            if im is None:
+                return Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
+            if sz.flip in _RAW_FLIPS:
+                im = im.transpose(_RAW_FLIPS[sz.flip])
+            return im
+    except ImageError:
+        raise
+    except (rawpy.LibRawError, OSError, ValueError) as e:
+        raise ImageError(name, f"corrupt or unsupported RAW file ({type(e).__name__}: {e})") from None
+    except MemoryError:
+        raise ImageError(name, "out of memory while decoding") from None
+
+
+def _raw_preview(raw: object, side: int, max_pixels: int) -> Image.Image | None:
+    """The embedded preview as an RGB image in the sensor's orientation, or None (none, too small)."""
+    import rawpy
+
+    try:
+        thumb = raw.extract_thumb()  # type: ignore[attr-defined]
+    except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+        return None
+    if thumb.format == rawpy.ThumbFormat.JPEG:
+        im = Image.open(_io.BytesIO(thumb.data))
+        if max(im.size) < side or im.size[0] * im.size[1] > max_pixels:
+            return None
+        if max(im.size) >= 2 * side:
+            im.draft("RGB", draft_size(*im.size, side))
+        im.load()
+        return _to_rgb(im)
+    arr = np.asarray(thumb.data)
+    if arr.ndim != 3 or max(arr.shape[:2]) < side:
+        return None
+    return _to_rgb(Image.fromarray(arr.astype(np.uint8)))
+
+
+def draft_size(w: int, h: int, side: int) -> tuple[int, int]:
+    """The size to ask PIL's JPEG ``draft`` for so the result keeps its long side >= ``side``:
+    draft picks the largest scale that keeps *both* sides at least the size asked for."""
+    r = side / max(w, h)
+    return max(1, math.ceil(w * r)), max(1, math.ceil(h * r))
+
+
+def _unrecognised(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    if suffix in (".heic", ".heif", ".hif", ".avif"):
+        try:
+            if suffix == ".avif":
+                from PIL import features
+
+                if not features.check("avif"):
+                    import pillow_avif  # noqa: F401
+            else:
+                import pillow_heif  # noqa: F401
+        except ImportError:
+            return f"{suffix[1:].upper()} images need a decoder: {FORMATS_HINT}"
+    return "not a recognised image format"
+
+
+def _finish(im: Image.Image | np.ndarray, name: str, max_side: int | None, reduce_to: int | None) -> np.ndarray:
+    """Shrink a decoded image as asked and check it is (H, W, 3) uint8."""
+    if isinstance(im, np.ndarray):
+        im = Image.fromarray(im)
     if max_side and max(im.size) > max_side:
         im.thumbnail((max_side, max_side), Image.BICUBIC)
+    elif reduce_to and max(im.size) > 2 * reduce_to:
+        im.thumbnail((reduce_to, reduce_to), Image.BICUBIC)
     arr = np.asarray(im, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
         raise ImageError(name, f"unexpected decoded shape {arr.shape}")

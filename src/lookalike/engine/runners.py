@@ -65,8 +65,22 @@ class Loaded:
                       meta.pop("height") or h, vector, meta=meta, **kw)
 
 
-def read_one(path: str, max_side: int | None = None) -> Loaded:
-    """Read, hash and decode one file; failures become an error reason, never an exception."""
+READ_THREADS = 2  # decoding threads per batch (PIL and libjpeg-turbo decode without the GIL)
+
+
+def decode_side(pipe: Any) -> tuple[int | None, int | None]:
+    """(reduce_to, max_side) to decode a pipeline's images with: an extractor that resizes every
+    image itself (``decode_side``) gets them as small as is cheap above that side; others get them
+    shrunk to twice their ``max_side`` (a cheap JPEG draft decode, their exact resize later)."""
+    ex = pipe.extractor
+    if getattr(ex, "decode_side", None):
+        return ex.decode_side, None
+    return None, (2 * ex.max_side if ex.max_side else None)
+
+
+def read_one(path: str, side: tuple[int | None, int | None] = (None, None)) -> Loaded:
+    """Read, hash and decode one file (``side``: see ``decode_side``); failures become an error
+    reason, never an exception. Only the decoded, reduced image is kept."""
     size = mtime = None
     try:
         st = os.stat(path)
@@ -78,8 +92,9 @@ def read_one(path: str, max_side: int | None = None) -> Loaded:
     except ImageError as e:
         return Loaded(path, size, mtime, None, None, e.reason)
     digest = hashlib.sha1(data).hexdigest()
+    reduce_to, max_side = side
     try:
-        image = decode(data, path, max_side=max_side)
+        image = decode(data, path, max_side=max_side, reduce_to=reduce_to)
     except ImageError as e:
         return Loaded(path, size, mtime, digest, None, e.reason)
     return Loaded(path, size, mtime, digest, image, None, image_info(data, path))
@@ -109,7 +124,7 @@ def with_thumb(x: Loaded, have_thumb: Callable[[str], bool] | None) -> Loaded:
     return x
 
 
-def process_batch(key: str, state_dir: str | None, paths: list[str], read_threads: int = 2,
+def process_batch(key: str, state_dir: str | None, paths: list[str], read_threads: int = READ_THREADS,
                   known: Known | None = None, state_version: str | None = None, thumbs: bool = False,
                   have_thumb: Callable[[str], bool] | None = None) -> list[Result]:
     """Read and describe ``paths`` with the pipeline ``key`` names (``describer_key``; built once
@@ -117,11 +132,10 @@ def process_batch(key: str, state_dir: str | None, paths: list[str], read_thread
     vector is reused (``Result.same_as`` names the image it came from). With ``thumbs``, each
     image's thumbnail is made from the decoded image (unless ``have_thumb(hash)`` says it exists)."""
     pipe = _pipeline(key, state_dir, state_version)
-    max_side = pipe.extractor.max_side
-    decode_side = 2 * max_side if max_side else None  # cheap JPEG draft decode, exact resize later
+    side = decode_side(pipe)
 
     def load(p: str) -> Loaded:
-        x = read_one(p, decode_side)
+        x = read_one(p, side)
         return with_thumb(x, have_thumb) if thumbs else x
 
     with ThreadPoolExecutor(read_threads) as pool:

@@ -146,8 +146,11 @@ class OnnxBackbone:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
+        # one thread per run: callers run images side by side instead (the indexing runner keeps two
+        # batches in flight), which on a shared CPU beats one run split over threads that wait on
+        # each other (BENCHMARKS.md, "Camera photos")
+        opts.intra_op_num_threads = threads or 1
+        opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # idle workers sleep instead of spinning: on a shared CPU spinning steals time from the work
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -186,15 +189,19 @@ class OnnxBackbone:
         x = (x - self.mean) / self.std
         return np.ascontiguousarray(x.transpose(2, 0, 1))
 
+    # images per run: on CPU larger batches gave no speed and cost memory (about 50 MB of
+    # activations per image at 498 px) and cache (BENCHMARKS.md, "Camera photos")
+    batch = 1
+
     def run(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per image: (fmap (C, h, w), logits (1000,)). Images of equal shape share a batch."""
+        """Per image: (fmap (C, h, w), logits (1000,)). Images of equal shape share a run, up to ``batch``."""
         out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, im in enumerate(images):
             groups.setdefault(im.shape[:2], []).append(i)
         for idxs in groups.values():
-            for s in range(0, len(idxs), 16):
-                chunk = idxs[s:s + 16]
+            for s in range(0, len(idxs), self.batch):
+                chunk = idxs[s:s + self.batch]
                 x = np.stack([self.preprocess(images[i]) for i in chunk])
                 fmap, logits = self._sess.run(None, {"image": x})
                 for j, i in enumerate(chunk):

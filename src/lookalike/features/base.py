@@ -22,6 +22,7 @@ class Extractor:
     dim: int = 0
     metric: str = "ip"
     max_side: int | None = None  # the long side images are described at (None: as given)
+    decode_side: int | None = None  # set when describe resizes every image to at most this long side itself
     gives_logits: bool = False  # ``describe_with_logits`` returns ImageNet logits
 
     def describe(self, images: Sequence[np.ndarray]) -> np.ndarray:

@@ -112,9 +112,20 @@ class DeepExtractor(Extractor):
         return ctx
 
     # -- backbone passes ---------------------------------------------------------------------
+    @property
+    def sides(self) -> list[int]:
+        """The long side of each scale's variant."""
+        return [max(32, round(self.max_side * s)) for s in self.scales]
+
+    @property
+    def decode_side(self) -> int:
+        """Every variant is resized from the decoded image: it need not be larger than the largest."""
+        return max(self.sides)
+
     def variants(self, rgb: np.ndarray) -> list[np.ndarray]:
-        """The resized variants of one image, one per scale (thread-safe; no inference)."""
-        return [resize_max_side(rgb, max(32, round(self.max_side * s)), self.snap) for s in self.scales]
+        """The resized variants of one image, one per scale, all from the same decoded image
+        (thread-safe; no inference)."""
+        return [resize_max_side(rgb, side, self.snap) for side in self.sides]
 
     def feature_maps(self, prepared: Sequence[list[np.ndarray]]
                      ) -> Iterator[tuple[int, int, bool, np.ndarray, np.ndarray]]:
@@ -199,8 +210,7 @@ class DeepExtractor(Extractor):
     def iter_prepared(self, paths: Sequence[str | Path], batch: int = 16,
                       workers: int = 2) -> Iterator[list[list[np.ndarray]]]:
         """Batches of prepared images; the next batch is decoded and resized in threads meanwhile."""
-        decode_side = 2 * round(self.max_side * max(self.scales))  # a cheap draft decode, exact resize later
-        load = lambda p: self.variants(load_image(p, decode_side))  # noqa: E731
+        load = lambda p: self.variants(load_image(p, reduce_to=self.decode_side))  # noqa: E731
         chunks = [list(paths[s:s + batch]) for s in range(0, len(paths), batch)]
         if not chunks:
             return

@@ -28,6 +28,11 @@ class Fusion(Extractor):
         sides = [getattr(e, "max_side", None) for e in (self.first, self.second)]
         return max((s for s in sides if s), default=None)
 
+    @property
+    def decode_side(self) -> int | None:
+        sides = [getattr(e, "decode_side", None) for e in (self.first, self.second)]
+        return None if None in sides else max(sides)
+
     def combine(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Fuse two descriptor matrices already computed by the two extractors."""
         w1, w2 = self.weights
