@@ -70,7 +70,10 @@ def test_a_box_on_a_file_too_large_to_decode_whole_cuts_the_same_region(setup, m
     saved = root / "crop-full.png"
     Image.fromarray(full[y:y + h, x:x + w]).save(saved)
     want, _ = ix.describe_query(saved)
-    monkeypatch.setattr(lio.load_image, "__defaults__", (None, 1_000_000))  # 2.16 MP: decoded at 1/2
+    code = lio.load_image.__code__
+    defaults = dict(zip(code.co_varnames[1:code.co_argcount], lio.load_image.__defaults__))
+    defaults["max_pixels"] = 1_000_000  # 2.16 MP: decoded at 1/2
+    monkeypatch.setattr(lio.load_image, "__defaults__", tuple(defaults.values()))
     assert load_image(coll / "original.jpg").shape[:2] == (900, 600)
     got, _ = ix.describe_query(coll / "original.jpg", box)
     assert float(got[0] @ want[0]) > 0.97
