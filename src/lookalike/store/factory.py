@@ -1,6 +1,7 @@
 """Choose a vector store from a spec string, and open any saved store.
 
-Specs: ``auto`` (``auto?recall=0.99&memory_mb=2048``: its tuning target and memory budget), ``flat``, ``ivfflat``, ``hnsw``, ``ivfpq``, a FAISS factory string (``OPQ64,IVF4096,PQ64``,
+Specs: ``auto`` (``auto?recall=0.99&memory_mb=2048``: its tuning target and memory budget),
+``flat``, ``ivfflat``, ``hnsw``, ``ivfpq``, a FAISS factory string (``OPQ64,IVF4096,PQ64``,
 ``HNSW32``, ``Flat``), ``milvus://HOST:PORT/COLLECTION`` or ``milvus:///path/file.db``. Query
 parameters tune the store: ``hnsw?ef_search=128``, ``IVF4096,PQ64?nprobe=64&rescore=20``,
 ``milvus:///x.db?collection=photos``.
