@@ -35,7 +35,7 @@ import faiss
 import numpy as np
 
 from lookalike.store.base import VectorStore, as_ids, as_vectors
-from lookalike.store.rows import RowMap, commit_folder, read_manifest, save_npy, top_k
+from lookalike.store.rows import RowMap, commit_folder, read_manifest, release_free_memory, save_npy, top_k
 
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
@@ -71,6 +71,7 @@ class IVFPQStore(VectorStore):
         self._vec_path: Path | None = Path(storage_dir) / f"vectors-{uuid.uuid4().hex[:8]}.f32"
         self._vec_path.touch()
         self._mm: np.memmap | None = None
+        self._added = 0  # rows added to the lists since freed heap memory was last handed back
 
     def _new_index(self) -> faiss.Index:
         try:
@@ -120,12 +121,16 @@ class IVFPQStore(VectorStore):
         """True when the lists hold the vectors (trained IVF-Flat): no file, no re-scoring."""
         return self._lists is not None and self.is_trained
 
-    def _coarse(self, vectors: np.ndarray) -> np.ndarray:
-        """Vectors with the mean direction projected out, L2-normalised: what lists are built on."""
+    def _coarse(self, vectors: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+        """Vectors with the mean direction projected out, L2-normalised: what lists are built on
+        (in chunks: one copy of a large training sample, not three)."""
         g = self._mean / max(float(np.linalg.norm(self._mean)), 1e-12)
-        v = vectors - np.outer(vectors @ g, g)
-        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(v, np.float32)
+        out = np.empty(vectors.shape, np.float32)
+        for s in range(0, len(vectors), chunk):
+            x = vectors[s:s + chunk]
+            v = x - np.outer(x @ g, g)
+            out[s:s + chunk] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return out
 
     # -- training -------------------------------------------------------------------------------
     @property
@@ -139,6 +144,7 @@ class IVFPQStore(VectorStore):
         self._index_stored()
         if self.vectors_in_lists:
             self._drop_file()
+        release_free_memory()
 
     def _index_stored(self, batch: int = 100_000) -> None:
         live = self._rows.live_rows()
@@ -261,6 +267,10 @@ class IVFPQStore(VectorStore):
             self._append_vectors(vectors)
         if self._index.is_trained:
             self._index_add(vectors, rows)
+            self._added += len(ids)
+            if self._added >= max(10_000, self._rows.n_rows // 20):  # lists grown by ~5%
+                release_free_memory()
+                self._added = 0
         elif self._rows.n_rows >= self.train_at:  # first time past the threshold: train, index all
             self.train(np.ascontiguousarray(self._vectors()[self._sample(self._rows.n_rows)], np.float32))
 
@@ -403,6 +413,7 @@ class IVFPQStore(VectorStore):
         self._lists.set_direct_map_type(faiss.DirectMap.NoMap)
         self._lists.set_direct_map_type(faiss.DirectMap.Hashtable)
         self._rows = rows
+        release_free_memory()
 
     def memory_bytes(self) -> int:
         """In-memory size: codes (IVF-Flat: the vectors), lists, quantisers and the row table
