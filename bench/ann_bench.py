@@ -1,6 +1,6 @@
 """Approximate-search benchmark on clustered synthetic descriptors.
 
-    PYTHONPATH=src python bench/ann_bench.py --n 100000 [--dim 1280] [--store auto] [--json]
+    PYTHONPATH=src python bench/ann_bench.py --n 100000 [--dim 1280] [--store auto] [--recall 0.98] [--json]
 
 Vectors: a Gaussian mixture around a shared mean direction (real CNN descriptors are all-positive and
 share one), ~``--cluster-size`` points per cluster, each point with its own noise level (so that, as
@@ -8,6 +8,12 @@ in real collections, some neighbours are much closer than others), L2-normalised
 fixed 50k chunks from seeded streams so any N is reproducible without holding the whole set twice.
 1,000 queries come from the same mixture (not in the database). Ground truth: exact FAISS search,
 chunked, cached under ``$LOOKALIKE_CACHE/ann_bench``. Prints one JSON object (``--json``) or a table.
+
+With ``--store auto`` (the default) the store is tuned as an index tunes it (``store.tuning``: the
+fastest setting reaching ``--recall`` on a sample of its own vectors) before it is measured.
+``cpu_ms_per_query`` is the process CPU time of the single-query loop per query (with
+``--threads 1``, less sensitive than wall time to other jobs on the machine); ``loadavg`` is read
+at the end.
 
 ``speedup_vs_scan`` compares the store's single-query p50 with the classic demo's search: rows in a
 SQLite table, read back one by one, Pearson correlation per row, a top-k list kept by insertion.
@@ -20,6 +26,8 @@ import bisect
 import datetime as dt
 import hashlib
 import json
+import os
+import resource
 import sqlite3
 import sys
 import tempfile
@@ -32,8 +40,9 @@ import numpy as np
 import psutil
 
 from lookalike.config import cache_dir
-from lookalike.store.factory import make_store
+from lookalike.store.factory import auto_options, make_store
 from lookalike.store.flat import FlatStore
+from lookalike.store.tuning import DEFAULT_RECALL, tune
 
 CHUNK = 50_000
 
@@ -122,10 +131,12 @@ def measure(store, q: np.ndarray, gt_ids: np.ndarray, k: int, threads: int = 0) 
     every = faiss.omp_get_max_threads()
     if threads:
         faiss.omp_set_num_threads(threads)
+    cpu = time.process_time()
     for i in range(len(q)):
         t = time.perf_counter()
         store.search(q[i:i + 1], k)
         lat.append(time.perf_counter() - t)
+    cpu = time.process_time() - cpu
     faiss.omp_set_num_threads(every)
     t = time.perf_counter()
     _, got = store.search(q, k)
@@ -133,6 +144,7 @@ def measure(store, q: np.ndarray, gt_ids: np.ndarray, k: int, threads: int = 0) 
     recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got, gt_ids[:, :k])]))
     return {"p50_ms": round(float(np.percentile(lat, 50) * 1000), 3),
             "p99_ms": round(float(np.percentile(lat, 99) * 1000), 3),
+            "cpu_ms_per_query": round(cpu * 1000 / len(q), 3),
             "batch_qps": round(len(q) / batch_s, 1), "recall@10": round(recall, 4)}
 
 
@@ -174,6 +186,12 @@ def run(args: argparse.Namespace) -> dict:
     for start, x in mix.chunks(n):
         store.add(np.arange(start, start + len(x)), x)
     build_s = time.perf_counter() - t
+    tuning, tune_s = None, 0.0
+    opts = auto_options(args.store)
+    if opts is not None:  # tuned as an index tunes its auto store
+        t = time.perf_counter()
+        tuning = tune(store, args.recall or opts["recall"] or DEFAULT_RECALL)
+        tune_s = time.perf_counter() - t
     defaults = {key: getattr(store, key) for key in ("nprobe", "rescore", "ef_search")
                 if hasattr(store, key)}
 
@@ -192,9 +210,13 @@ def run(args: argparse.Namespace) -> dict:
         "date": dt.date.today().isoformat(), "n": n, "dim": dim, "queries": len(q),
         "store": args.store, "store_class": type(store).__name__,
         "store_factory": getattr(store, "factory", "Flat"),
-        "params": defaults, "train_rows": min(n, size), "build_s": round(build_s, 1), **m,
+        "params": defaults, "train_rows": min(n, size), "build_s": round(build_s, 1),
+        "tuning": tuning, "tune_s": round(tune_s, 1), **m,
         "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
         "rss_anon_mb": rss_anon_mb(),  # without file pages mapped from the on-disk vectors
+        "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "float32_vectors_mb": round(n * dim * 4 / 2**20),
+        "rss_over_vectors": round(psutil.Process().memory_info().rss / (n * dim * 4), 3),
         "bytes_per_vector": round(memory_bytes(store) / n, 1),
         "gap_10_11": round(float(np.mean(gt_scores[:, 9] - gt_scores[:, 10])), 5),
         "gap_10_11_at_2000": round(gap_10_11(Mixture(dim, 2000, args.cluster_size, args.seed).sample(2000, 0)), 5),
@@ -202,6 +224,7 @@ def run(args: argparse.Namespace) -> dict:
     }
     if sweep:
         out["sweep"] = sweep
+    out["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     if args.real_gap:  # the same separability measure on real gem descriptors
         import gem_feats
 
@@ -222,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dim", type=int, default=1280)
     p.add_argument("--store", default="auto", help="a make_store spec")
     p.add_argument("--budget-mb", type=float, default=None, help="memory budget for 'auto'")
+    p.add_argument("--recall", type=float, default=None, help="recall target 'auto' is tuned to (default 0.98)")
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--train", type=int, default=None,
                    help="training sample for quantisers (default: the store's max_train, else 100k)")

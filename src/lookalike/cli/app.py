@@ -134,8 +134,10 @@ def extraction_options(max_side: int | None, scales: str | None, flip: bool,
 
 
 def open_index(directory: str, pipeline: str | None = None, options: dict[str, Any] | None = None,
-               create: bool = False, store: str | None = None, readonly: bool = False):
+               create: bool = False, store: str | None = None, readonly: bool = False,
+               recall: float | None = None, memory_mb: float | None = None):
     """The index for a command (errors reach ``cli.main`` as one-line messages)."""
     from lookalike.engine.index import Index
 
-    return Index(directory, pipeline, options, create=create, store=store, readonly=readonly)
+    return Index(directory, pipeline, options, create=create, store=store, readonly=readonly,
+                 recall=recall, memory_mb=memory_mb)

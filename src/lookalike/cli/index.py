@@ -32,6 +32,10 @@ def index_cmd(
     store: Optional[str] = typer.Option(None, "--store", help="Vector store: auto, flat, hnsw, ivfpq, a FAISS "
                                         "factory string, milvus://HOST:PORT/COLL or milvus:///file.db "
                                         "(a change rebuilds the store from the catalog)."),
+    recall: Optional[float] = typer.Option(None, "--recall", help="Recall@10 the auto store tunes its "
+                                           "search to (default 0.98): the fastest setting that reaches it."),
+    memory_budget: Optional[float] = typer.Option(None, "--memory-budget", help="MB the auto store may "
+                                                  "hold in RAM (default 8192): past it, IVF-PQ instead of IVF-Flat."),
     runner: str = typer.Option("local", "--runner", help="Where images are described: local or dask."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address "
                                             "(default: a local cluster on 127.0.0.1)."),
@@ -58,7 +62,7 @@ def index_cmd(
         fail(f"{missing[0]}: path not found" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     if runner not in RUNNERS:
         fail(f"unknown runner {runner!r} (known: {', '.join(sorted(RUNNERS))})")
-    idx = open_index(index, pipeline, options, create=True, store=store)
+    idx = open_index(index, pipeline, options, create=True, store=store, recall=recall, memory_mb=memory_budget)
     try:  # --scheduler implies the Dask runner
         run = make_runner("dask" if scheduler else runner, scheduler) if runner != "local" or scheduler else None
     except BaseException:

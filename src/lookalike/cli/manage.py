@@ -43,6 +43,14 @@ def info_cmd(
     for key in ("index", "pipeline", "description", "images", "errors", "vectors", "dim", "store", "metric",
                 "schema_version"):
         console.print(f"[bold]{key}[/]: {info[key]}", highlight=False)
+    if info.get("store_factory") not in (None, "flat"):
+        console.print(f"[bold]store spec[/]: {info['store_spec']} ({info['store_factory']})", highlight=False)
+    tuning = info.get("store_tuning")
+    if tuning:
+        knobs = ", ".join(f"{k} {v}" for k, v in tuning["params"].items())
+        console.print(f"[bold]search tuning[/]: {knobs}: recall@{tuning['k']} {tuning['recall']:.4f} "
+                      f"(target {tuning['target']:g}), {tuning['p50_ms']:.2f} ms a query, "
+                      f"tuned at {tuning['vectors']:,} vectors on {tuning['tuned_at']}", highlight=False)
     console.print(f"[bold]size on disk[/]: {info['bytes_on_disk'] / 1e6:.1f} MB")
     if info["skipped"]:
         console.print(f"[bold]skipped files[/] ({len(info['skipped'])}):")

@@ -28,6 +28,7 @@ from lookalike.engine.stores import StoreManager
 from lookalike.engine.writer import Writer
 from lookalike.errors import BusyError, ConflictError, NotFoundError
 from lookalike.pipelines import Pipeline, PipelineDoc, build, check_spec, parse_spec, stored_form, supports_text
+from lookalike.store.factory import auto_spec, store_factory
 
 
 class Index:
@@ -36,16 +37,22 @@ class Index:
     ``pipeline`` (a spec string) and ``options`` are needed only to create one; given for an
     existing index they must match what it was built with. ``store`` picks the vector store
     (``store.factory.make_store``; default ``auto``); given for an existing index, the store is
-    rebuilt as that kind. ``readonly`` opens for searching only: nothing in the folder is written.
+    rebuilt as that kind. ``recall`` and ``memory_mb`` set the ``auto`` store's recall target
+    (default 0.98; the store is tuned to it) and memory budget (the store spec ``auto?recall=...``).
+    ``readonly`` opens for searching only: nothing in the folder is written.
     """
 
     def __init__(self, directory: str | os.PathLike, pipeline: str | None = None,
                  options: dict[str, Any] | None = None, create: bool = True, readonly: bool = False,
-                 store: str | None = None) -> None:
+                 store: str | None = None, recall: float | None = None,
+                 memory_mb: float | None = None) -> None:
         self.folder = IndexFolder(directory)
         self.readonly = readonly
         self.lock = RWLock()
         options = {k: v for k, v in (options or {}).items() if v is not None}
+        tuned = recall is not None or memory_mb is not None
+        if tuned and (not self.folder.exists() or store is not None):
+            store = auto_spec(store, recall, memory_mb)
         if not self.folder.exists():
             if not create or readonly:
                 raise NotFoundError(f"{self.folder.path}: no index here (create one with `lookalike index`)")
@@ -62,11 +69,14 @@ class Index:
             if doc is None:  # a folder whose creation was interrupted: create it now
                 if readonly:
                     raise NotFoundError(f"{self.folder.path}: the index was never written (index it first)")
+                store = auto_spec(store, recall, memory_mb) if tuned else store
                 pipe = build(parse_spec(pipeline or "default", options, store=store or "auto"))
                 with self.catalog.tx() as db:
                     new_settings(pipe.document, db, self.catalog, {"lookalike": __version__})
             else:
                 self._check_request(doc, pipeline, options)
+                if tuned and store is None:
+                    store = auto_spec(doc.store, recall, memory_mb)
                 pipe = build(doc)
                 if doc.extractor is not None and stored_form(pipe.extractor.config()) != doc.extractor:
                     raise ConflictError(
@@ -171,6 +181,7 @@ class Index:
             "extractor": self.pipeline.extractor.config(), "metric": self.pipeline.metric,
             "images": counts["ok"], "errors": counts["error"], "vectors": len(self.store),
             "dim": self.store.dim, "store": type(self.store).__name__, "store_spec": self.stores.spec,
+            "store_factory": store_factory(self.store), "store_tuning": getattr(self.store, "tuning", None),
             "bytes_on_disk": self.folder.size(), "versions": self.catalog.get_setting("versions", {}),
             "skipped": [{"path": p, "reason": r} for p, r in self.catalog.errors()],
         }

@@ -3,11 +3,15 @@ catalog, growing it as the collection grows, and saving it with the derived stat
 
 The store spec comes from the index's document (``auto`` unless given): ``auto`` is exact below
 ``store.factory.EXACT_UP_TO`` vectors and an IVF store above, rebuilt when the collection outgrows
-what it was built for. A pipeline that needs a store of its own (bag of words) always gets it.
+what it was built for, and its search knobs are tuned to its recall target (``store.tuning``) when
+it is built and each time the collection has doubled since; the choice is saved with the store, so
+opening it again does not tune. A pipeline that needs a store of its own (bag of words) always gets it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Callable, ContextManager
 
 import numpy as np
 
@@ -15,7 +19,10 @@ from lookalike.engine.catalog import Catalog
 from lookalike.engine.folder import IndexFolder
 from lookalike.pipelines import Pipeline
 from lookalike.store.base import VectorStore
-from lookalike.store.factory import auto_factory, load_store, make_store, store_factory
+from lookalike.store.factory import auto_factory, auto_options, load_store, make_store, store_factory
+from lookalike.store.tuning import tunable, tune
+
+RETUNE_GROWTH = 2.0  # tune again once the collection has grown this much since the last tuning
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +43,7 @@ class StoreManager:
         if self.pipeline.store_factory is not None or self.spec == "flat":
             return self.pipeline.make_store(dim)
         metric = "l2" if self.pipeline.metric == "l2" else "ip"
-        return make_store(self.spec, dim, metric, n_expected=n_expected)
+        return make_store(self.spec, dim, metric, n_expected=n_expected)  # auto's budget is in the spec
 
     def rebuild(self, n_expected: int | None = None) -> VectorStore:
         """A store of every indexed vector, with the steps fitted afresh on them."""
@@ -98,11 +105,42 @@ class StoreManager:
         return len(drop) + len(todo)
 
     # -- growing -----------------------------------------------------------------------------------
+    def _auto(self) -> dict | None:
+        """The ``auto`` options (recall target, memory budget), None when the store is not ``auto``."""
+        return auto_options(self.spec) if self.pipeline.store_factory is None else None
+
     def outgrown(self, store: VectorStore, n: int) -> bool:
         """True when ``auto`` would build another kind of store for ``n`` vectors."""
-        if self.spec != "auto" or self.pipeline.store_factory is not None:
+        opts = self._auto()
+        if opts is None:
             return False
-        return auto_factory(n, store.dim) != store_factory(store)
+        return auto_factory(n, store.dim, opts["memory_mb"]) != store_factory(store)
+
+    def fits(self, store: VectorStore, spec: str) -> bool:
+        """True when ``store`` is what ``spec`` (another ``auto`` spec) would build as well."""
+        opts = auto_options(spec)
+        return (opts is not None and self._auto() is not None and store_factory(store) is not None
+                and auto_factory(len(store), store.dim, opts["memory_mb"]) == store_factory(store))
+
+    # -- tuning ------------------------------------------------------------------------------------
+    def tune(self, store: VectorStore, force: bool = False,
+             exclusive: Callable[[], ContextManager] = contextlib.nullcontext) -> dict | None:
+        """Tune an ``auto`` store's search knobs to its recall target when it has not been tuned
+        for this target, or the collection has doubled since; returns the new tuning, if any."""
+        opts = self._auto()
+        if opts is None or not tunable(store):
+            return None
+        last = getattr(store, "tuning", None) or {}
+        due = (force or last.get("target") != opts["recall"]
+               or len(store) >= RETUNE_GROWTH * last.get("vectors", 0))
+        if not due:
+            return None
+        out = tune(store, opts["recall"], exclusive=exclusive)
+        if out:
+            log.info("%s: search tuned to %s: recall@%d %.4f (target %g), %.2f ms a query, in %.0f s",
+                     self.folder.path, out["params"], out["k"], out["recall"], out["target"],
+                     out["p50_ms"], out["seconds"])
+        return out
 
     # -- saving ------------------------------------------------------------------------------------
     def save(self, store: VectorStore) -> None:

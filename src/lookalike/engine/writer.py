@@ -83,6 +83,7 @@ class Writer:
             self._describe(todo, batch_size, runner, rep, err, progress)
             self._make_thumbs(unthumbed)
             self._sweep_thumbs()
+            self.tune()
             self.save()
         rep.seconds = time.perf_counter() - t0
         return rep
@@ -312,15 +313,19 @@ class Writer:
 
     # -- other writes ----------------------------------------------------------------------------
     def change_store(self, spec: str) -> None:
-        """Rebuild the vector store as ``spec`` (``store.factory.make_store``) and keep it."""
+        """Rebuild the vector store as ``spec`` (``store.factory.make_store``) and keep it; an
+        ``auto`` spec that changes only the recall target (or a budget the store still fits) keeps
+        the store and tunes it again."""
         from lookalike.pipelines.spec import PipelineDoc
 
         ix = self.ix
         with self._writing():
             old = ix.stores.spec
+            keep = ix.stores.fits(ix.store, spec)
             ix.stores.spec = spec
             try:
-                store = ix.stores.rebuild()
+                store = ix.store if keep else ix.stores.rebuild()
+                ix.stores.tune(store, force=True, exclusive=ix.lock.write)
             except Exception:
                 ix.stores.spec = old
                 raise
@@ -331,7 +336,8 @@ class Writer:
                     ix.catalog.set_setting("document", doc.to_dict(), db)
                 ix.store = store
                 ix.generation = ix.catalog.generation()
-            ix.folder.drop_store()
+            if not keep:
+                ix.folder.drop_store()
             self.save()
 
     def compact(self) -> dict[str, Any]:
@@ -364,6 +370,11 @@ class Writer:
                 ix.generation = ix.catalog.generation()
             self.save()
             return out
+
+    def tune(self) -> None:
+        """Tune an ``auto`` store's search knobs when it is new or has grown (see ``StoreManager.tune``);
+        searches wait only while candidate settings are tried."""
+        self.ix.stores.tune(self.ix.store, exclusive=self.ix.lock.write)
 
     def save(self) -> None:
         self.ix.stores.save(self.ix.store)

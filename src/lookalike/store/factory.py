@@ -1,6 +1,7 @@
 """Choose a vector store from a spec string, and open any saved store.
 
-Specs: ``auto``, ``flat``, ``ivfflat``, ``hnsw``, ``ivfpq``, a FAISS factory string (``OPQ64,IVF4096,PQ64``,
+Specs: ``auto`` (``auto?recall=0.99&memory_mb=2048``: its tuning target and memory budget),
+``flat``, ``ivfflat``, ``hnsw``, ``ivfpq``, a FAISS factory string (``OPQ64,IVF4096,PQ64``,
 ``HNSW32``, ``Flat``), ``milvus://HOST:PORT/COLLECTION`` or ``milvus:///path/file.db``. Query
 parameters tune the store: ``hnsw?ef_search=128``, ``IVF4096,PQ64?nprobe=64&rescore=20``,
 ``milvus:///x.db?collection=photos``.
@@ -22,9 +23,11 @@ from lookalike.store.flat import FlatStore
 from lookalike.store.hnsw import HNSWStore
 from lookalike.store.ivfpq import IVFPQStore
 from lookalike.store.rows import MANIFEST
+from lookalike.store.tuning import DEFAULT_RECALL
 
 EXACT_UP_TO = 50_000           # below this, brute force is fast enough and exact
-DEFAULT_BUDGET_MB = 4096       # memory the store may use when no budget is given
+DEFAULT_BUDGET_MB = 8192       # memory the store may use when no budget is given (1.5M x 1280 IVF-Flat)
+AUTO_OPTIONS = ("recall", "memory_mb")  # the query parameters of ``auto`` itself
 
 
 def n_lists(n: int | None) -> int:
@@ -72,8 +75,48 @@ def store_factory(store: VectorStore) -> str | None:
     return getattr(store, "factory", None)
 
 
-def _params(query: str) -> dict[str, int]:
-    return {k: int(v) for k, v in parse_qsl(query)}
+def _params(query: str) -> dict[str, int | float]:
+    out: dict[str, int | float] = {}
+    for k, v in parse_qsl(query):
+        try:
+            out[k] = int(v)
+        except ValueError:
+            try:
+                out[k] = float(v)
+            except ValueError:
+                raise BadInputError(f"store parameter {k}={v!r} is not a number") from None
+    return out
+
+
+def auto_options(spec: str) -> dict | None:
+    """The recall target and memory budget (MB, None: the default) of an ``auto`` spec, such as
+    ``auto?recall=0.99&memory_mb=2048``; None for any other spec."""
+    body, _, query = (spec or "").strip().partition("?")
+    if body.lower() != "auto":
+        return None
+    params = _params(query)
+    recall, memory = float(params.get("recall", DEFAULT_RECALL)), params.get("memory_mb")
+    if not 0 < recall <= 1:
+        raise BadInputError(f"the recall target must be in (0, 1], not {recall:g}")
+    if memory is not None and memory <= 0:
+        raise BadInputError(f"the memory budget must be positive, not {memory:g} MB")
+    return {"recall": recall, "memory_mb": memory}
+
+
+def auto_spec(spec: str | None, recall: float | None = None, memory_mb: float | None = None) -> str:
+    """``spec`` (default ``auto``) with its recall target and memory budget set where given."""
+    opts = auto_options(spec or "auto")
+    if opts is None:
+        raise BadInputError(f"a recall target and a memory budget apply to the 'auto' store, not {spec!r}")
+    _, _, query = (spec or "auto").partition("?")
+    other = [(k, v) for k, v in parse_qsl(query) if k not in AUTO_OPTIONS]
+    recall = opts["recall"] if recall is None else recall
+    memory_mb = opts["memory_mb"] if memory_mb is None else memory_mb
+    parts = ([f"recall={recall:g}"] if recall != DEFAULT_RECALL else []) + \
+        ([f"memory_mb={memory_mb:g}"] if memory_mb is not None else []) + [f"{k}={v}" for k, v in other]
+    out = "auto" + ("?" + "&".join(parts) if parts else "")
+    auto_options(out)  # the values are checked
+    return out
 
 
 StoreMaker = Callable[[int, str, "int | None", dict[str, int]], VectorStore]  # (dim, metric, n_expected, params)
@@ -109,7 +152,9 @@ def make_store(spec: str, dim: int, metric: str = "ip", n_expected: int | None =
     params = _params(query)
     name = body.lower()
     if name == "auto":
-        name = choose(n_expected, dim, memory_budget_mb)
+        opts = auto_options(spec)
+        params = {k: v for k, v in params.items() if k not in AUTO_OPTIONS}
+        name = choose(n_expected, dim, memory_budget_mb or opts["memory_mb"])
     if name in ("idmap,flat", "idmap2,flat"):
         name = "flat"
     if name in STORES:

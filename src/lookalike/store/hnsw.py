@@ -37,6 +37,7 @@ class HNSWStore(VectorStore):
         self.ef_construction, self.ef_search = ef_construction, ef_search
         self._index = self._new_index()
         self._rows = RowMap()
+        self.tuning: dict | None = None  # the search setting ``store.tuning`` chose, and its recall
 
     def _new_index(self) -> faiss.Index:
         index = faiss.index_factory(self.dim, self.factory, _metric(self.metric))
@@ -119,6 +120,28 @@ class HNSWStore(VectorStore):
         return exact_top_k(q, np.vstack([self._index.reconstruct(int(r)) for r in rows]),
                            self._rows.to_ids(rows), k, self.metric)
 
+    def exact_search(self, queries: np.ndarray, k: int, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+        """The true k nearest neighbours among the live rows (a scan of the stored vectors)."""
+        q = as_vectors(queries, self.dim)
+        k = max(1, int(k))
+        live = self._rows.live_rows()
+        if not len(live):
+            return top_k(np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64), k)
+        heap = faiss.ResultHeap(len(q), min(k, len(live)), keep_max=True)
+        for s in range(0, self._rows.n_rows, chunk):
+            n = min(chunk, self._rows.n_rows - s)
+            rows = live[(live >= s) & (live < s + n)]
+            v = self._index.reconstruct_n(s, n)[rows - s]
+            sc = q @ v.T if self.metric == "ip" else -(
+                (q * q).sum(1)[:, None] - 2 * q @ v.T + (v * v).sum(1)[None])
+            kk = min(heap.k, len(rows))
+            if kk:
+                top = np.argpartition(-sc, kk - 1, axis=1)[:, :kk]
+                heap.add_result(np.ascontiguousarray(np.take_along_axis(sc, top, 1), np.float32),
+                                np.ascontiguousarray(rows[top], np.int64))
+        heap.finalize()
+        return top_k(heap.D, self._rows.to_ids(heap.I), k)
+
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         ids = as_ids(ids)
         rows = self._rows.find(ids)
@@ -165,7 +188,7 @@ class HNSWStore(VectorStore):
             "ids": lambda p: save_npy(p, ids),
             "alive": lambda p: save_npy(p, alive),
         }, {"kind": self.kind, "dim": self.dim, "metric": self.metric, "factory": self.factory,
-            "ef_construction": self.ef_construction, "ef_search": self.ef_search})
+            "ef_construction": self.ef_construction, "ef_search": self.ef_search, "tuning": self.tuning})
 
     @classmethod
     def load(cls, path: Path) -> "HNSWStore":
@@ -174,6 +197,7 @@ class HNSWStore(VectorStore):
         store = cls(m["dim"], m["metric"], m["factory"], m["ef_construction"], m["ef_search"])
         store._index = faiss.read_index(str(path / m["files"]["index"]))
         store._rows = RowMap(np.load(path / m["files"]["ids"]), np.load(path / m["files"]["alive"]))
+        store.tuning = m.get("tuning")
         return store
 
     def __len__(self) -> int:
