@@ -16,12 +16,12 @@ import datetime as dt
 import time
 from typing import Callable, ContextManager
 
-import faiss
 import numpy as np
 
 from lookalike.store.base import VectorStore
 from lookalike.store.hnsw import HNSWStore
 from lookalike.store.ivfpq import IVFPQStore
+from lookalike.store.lazy import faiss
 
 DEFAULT_RECALL = 0.98
 SAMPLE = 500           # queries drawn from the collection (recall is measured on all of them)
