@@ -4,6 +4,8 @@
         local features in ``local_features.sqlite``; no stamp of the saved derived state.
     2   the pipeline as one document (``pipelines.spec.PipelineDoc``) in setting ``document``;
         local features in the catalog (``local_features`` table), changed in the writer's batches.
+    3   table ``image_hashes``: each image's pixel digest and perceptual hashes (for finding
+        copies); images indexed before it have none (they are computed in memory when needed).
 
 ``read_document`` interprets any version in memory (a read-only open writes nothing);
 ``migrate`` writes the current version, by the writer only.
@@ -14,12 +16,12 @@ import logging
 import sqlite3
 from typing import Any, Callable
 
-from lookalike.engine.catalog import Catalog
+from lookalike.engine.catalog import HASHES_SCHEMA, Catalog
 from lookalike.engine.folder import IndexFolder
 from lookalike.errors import ConflictError
 from lookalike.pipelines import RENAMED_BASES, PipelineDoc, build, parse_spec, stored_form
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 log = logging.getLogger(__name__)
 
 
@@ -91,7 +93,14 @@ def _to_v2(catalog: Catalog, folder: IndexFolder, db: sqlite3.Connection) -> Cal
     return after_commit
 
 
-MIGRATIONS: dict[int, Callable[[Catalog, IndexFolder, sqlite3.Connection], Callable[[], None]]] = {1: _to_v2}
+def _to_v3(catalog: Catalog, folder: IndexFolder, db: sqlite3.Connection) -> Callable[[], None]:
+    for statement in HASHES_SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    return lambda: None
+
+
+MIGRATIONS: dict[int, Callable[[Catalog, IndexFolder, sqlite3.Connection], Callable[[], None]]] = {1: _to_v2, 2: _to_v3}
 
 
 def migrate(catalog: Catalog, folder: IndexFolder) -> int:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from lookalike.errors import BadInputError
+from lookalike.features.hashes import dihedral_phashes, pixel_digest, to_bytes
 from lookalike.io import ImageError, decode, read_file
 from lookalike.pipelines import PipelineDoc, build
 
@@ -37,6 +38,8 @@ class Result:
     error: str | None = None
     extra: dict[str, Any] | None = None  # e.g. logits for automatic tags
     same_as: int | None = None  # the indexed image whose vector was reused (same content)
+    pixels: str | None = None  # digest of the decoded pixels (features.hashes)
+    phash: bytes | None = None  # perceptual hashes of the eight orientations
 
 
 @dataclass
@@ -122,6 +125,9 @@ def process_batch(key: str, state_dir: str | None, paths: list[str], read_thread
     for x in loaded:
         if x.image is None:
             out[x.path] = Result(x.path, x.size, x.mtime, x.digest, error=x.error)
+        elif out[x.path].vector is not None:  # fingerprints for finding copies, from the decoded image
+            out[x.path].pixels = pixel_digest(x.image)
+            out[x.path].phash = to_bytes(dihedral_phashes(x.image))
     return [out[p] for p in paths]
 
 
