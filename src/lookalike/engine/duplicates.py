@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 KINDS = ("exact", "pixels", "near", "edited")
 PRESETS: dict[str, dict[str, Any]] = {  # which kinds a preset reports, and the verified score they need
     "exact": {"kinds": ("exact", "pixels"), "threshold": 1.0},
-    "near": {"kinds": ("exact", "pixels", "near"), "threshold": 0.97},
-    "edited": {"kinds": KINDS, "threshold": 0.97},
+    "near": {"kinds": ("exact", "pixels", "near"), "threshold": 0.985},
+    "edited": {"kinds": KINDS, "threshold": 0.985},
 }
 KEEP_POLICIES = ("resolution", "size", "oldest", "newest", "shortest-path")
 PHASH_RADIUS = 10  # bits (of 64): perceptual-hash candidates
@@ -49,7 +49,7 @@ NEAR_BITS = 8  # at most this many bits apart in the best orientation: a near-du
 DESCRIPTOR_RADIUS = 0.6  # cosine: descriptor candidates (copies of deep descriptors sit far above)
 PER_IMAGE = 20  # descriptor candidates kept per image (the most similar)
 EXACT_SEARCH_UP_TO = 20_000  # above this many images the descriptor range search uses an inverted file
-PREPARED_KEPT = 1000  # images kept ready for alignment in memory
+PREPARED_KEPT = 500  # images kept ready for alignment in memory
 LOAD_SIDE = 640  # images are read at most this large for alignment
 
 

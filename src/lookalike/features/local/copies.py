@@ -11,7 +11,7 @@ Two tests, each ending in the same measurement:
 
 The second image is then warped onto the first and compared block by block: the lower quartile of
 the zero-mean normalised cross-correlation of the textured blocks in their overlap. A copy lines up
-pixel for pixel (blocks correlate at 0.97 and more, whatever the colour change; a caption spoils only its own
+pixel for pixel (blocks agree at 0.985 and more, whatever the colour change; a caption spoils only its own
 blocks); another shot, even from nearly the same place, does not.
 """
 from __future__ import annotations
@@ -36,6 +36,7 @@ class Prepared:
     its mirror image."""
 
     grey: np.ndarray
+    rgb: np.ndarray  # colour at the working size
     kpts: np.ndarray  # (N, 2) float32
     desc: np.ndarray  # (N, 128) float32 RootSIFT
     mkpts: np.ndarray  # keypoints of the mirror image, in the mirror image's coordinates
@@ -73,14 +74,15 @@ def _detect(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def prepare(rgb: np.ndarray) -> Prepared:
     """Grey image at ``WORK_SIDE`` and its keypoints (and its mirror image's)."""
-    grey = rgb if rgb.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-    h, w = grey.shape
+    rgb = np.ascontiguousarray(np.repeat(rgb[..., None], 3, 2) if rgb.ndim == 2 else rgb[..., :3])
+    h, w = rgb.shape[:2]
     s = WORK_SIDE / max(h, w)
-    grey = cv2.resize(grey, (max(8, round(w * s)), max(8, round(h * s))),
-                      interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    rgb = cv2.resize(rgb, (max(8, round(w * s)), max(8, round(h * s))),
+                     interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     k, d = _detect(grey)
     mk, md = _detect(np.ascontiguousarray(grey[:, ::-1]))
-    return Prepared(grey, k, d, mk, md, max(h, w))
+    return Prepared(grey, rgb, k, d, mk, md, max(h, w))
 
 
 def _matches(da: np.ndarray, db: np.ndarray, ratio: float = 0.85) -> np.ndarray:
@@ -112,39 +114,55 @@ def _coarse_unit(a: Prepared, b: Prepared, scale: float) -> float:
     return max(1.0, WORK_SIDE / a.native, scale * WORK_SIDE / b.native)
 
 
+def _explained(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per block, the share of ``y``'s variance (n, P) that a linear mix of the channels of ``X``
+    (n, P, 3) explains: 1 when one image's grey is a recolouring of the other's colours."""
+    C = np.einsum("npi,npj->nij", X, X)
+    C += (1e-3 * np.trace(C, axis1=1, axis2=2)[:, None, None] / 3 + 1e-3) * np.eye(3, dtype=C.dtype)
+    c = np.einsum("npi,np->ni", X, y)
+    beta = np.linalg.solve(C, c[..., None])[..., 0]
+    return np.clip(np.einsum("ni,ni->n", beta, c) / ((y * y).sum(1) + 1e-9), 0, 1)
+
+
 def block_correlation(a: np.ndarray, b: np.ndarray, valid: np.ndarray, sigma: float = BLUR) -> tuple[float, int]:
-    """The ``QUANTILE`` of the zero-mean normalised cross-correlations of the textured blocks
-    (those fully ``valid``), after a Gaussian blur of ``sigma`` (re-compression noise)."""
+    """The ``QUANTILE`` over the textured blocks (those fully ``valid``) of how well each image's
+    grey block is a linear mix of the other's colour channels (the multiple correlation: 1 for
+    any per-pixel linear recolouring), after a Gaussian blur of ``sigma`` (re-compression noise).
+    ``a`` and ``b`` are RGB (or grey) images of one size."""
     a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), sigma)
     b = cv2.GaussianBlur(b.astype(np.float32), (0, 0), sigma)
-    h, w = a.shape
+    a = a if a.ndim == 3 else a[..., None].repeat(3, 2)
+    b = b if b.ndim == 3 else b[..., None].repeat(3, 2)
+    h, w = a.shape[:2]
     hb, wb = h // BLOCK, w // BLOCK
     if hb == 0 or wb == 0:
         return 0.0, 0
-    crop = (slice(0, hb * BLOCK), slice(0, wb * BLOCK))
 
     def blocks(x: np.ndarray) -> np.ndarray:
-        return x[crop].reshape(hb, BLOCK, wb, BLOCK).transpose(0, 2, 1, 3).reshape(hb * wb, BLOCK * BLOCK)
+        x = x[:hb * BLOCK, :wb * BLOCK].reshape(hb, BLOCK, wb, BLOCK, -1).transpose(0, 2, 1, 3, 4)
+        return x.reshape(hb * wb, BLOCK * BLOCK, x.shape[-1])
 
-    A, B, V = blocks(a), blocks(b), blocks(valid.astype(np.float32))
-    keep = V.min(1) > 0
+    A, B = blocks(a), blocks(b)
+    keep = blocks(valid.astype(np.float32)[..., None])[..., 0].min(1) > 0
     A, B = A[keep], B[keep]
     A = A - A.mean(1, keepdims=True)
     B = B - B.mean(1, keepdims=True)
-    sa, sb = np.sqrt((A * A).mean(1)), np.sqrt((B * B).mean(1))
-    textured = (sa > TEXTURE_STD) & (sb > TEXTURE_STD)
+    grey = np.array([0.299, 0.587, 0.114], np.float32)
+    ya, yb = A @ grey, B @ grey
+    textured = (ya.std(1) > TEXTURE_STD) & (yb.std(1) > TEXTURE_STD)
     if textured.sum() < MIN_BLOCKS:
         return 0.0, int(textured.sum())
-    r = (A[textured] * B[textured]).mean(1) / (sa[textured] * sb[textured])
+    A, B, ya, yb = A[textured], B[textured], ya[textured], yb[textured]
+    r = np.sqrt(np.maximum(_explained(A, yb), _explained(B, ya)))
     return float(np.quantile(r, QUANTILE)), int(textured.sum())
 
 
-def _warped_score(a: Prepared, b_grey: np.ndarray, m: np.ndarray, unit: float) -> tuple[float, int]:
+def _warped_score(a: Prepared, b_rgb: np.ndarray, m: np.ndarray, unit: float) -> tuple[float, int]:
     h, w = a.grey.shape
-    warped = cv2.warpAffine(b_grey, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
-    valid = cv2.warpAffine(np.ones_like(b_grey), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+    warped = cv2.warpAffine(b_rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    valid = cv2.warpAffine(np.ones(b_rgb.shape[:2], np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
     sigma = float(np.hypot(BLUR, 0.5 * unit)) if unit > 1.2 else BLUR  # at the coarser image's resolution
-    return block_correlation(a.grey, warped, valid > 0, sigma)
+    return block_correlation(a.rgb, warped, valid > 0, sigma)
 
 
 _TURN = {  # cv2 codes turning an image by ORIENTATIONS[k] (features.hashes), before any mirror
@@ -156,7 +174,7 @@ _TURN = {  # cv2 codes turning an image by ORIENTATIONS[k] (features.hashes), be
 
 
 def _oriented(grey: np.ndarray, orientation: str) -> np.ndarray:
-    """``grey`` turned the way PIL's transpose named ``orientation`` turns an image."""
+    """``grey`` (or RGB) turned the way PIL's transpose named ``orientation`` turns an image."""
     code, mirror = _TURN[orientation]
     x = grey[:, ::-1] if mirror else grey
     return np.ascontiguousarray(cv2.rotate(np.ascontiguousarray(x), code) if code is not None else x)
@@ -177,18 +195,18 @@ def compare(a: Prepared, b: Prepared, orientation: str | None = None) -> CopyChe
             continue
         unit = _coarse_unit(a, b, float(np.hypot(t[0, 0], t[1, 0])))
         err = np.linalg.norm(pb[mask] @ t[:, :2].T + t[:, 2] - pa[mask], axis=1)
-        grey_b = np.ascontiguousarray(b.grey[:, ::-1]) if mirrored else b.grey
-        s, n = _warped_score(a, grey_b, t, unit)
+        rgb_b = np.ascontiguousarray(b.rgb[:, ::-1]) if mirrored else b.rgb
+        s, n = _warped_score(a, rgb_b, t, unit)
         if s > best.score:
             best = CopyCheck(s, int(mask.sum()), "keypoints+mirror" if mirrored else "keypoints", n,
                              float(np.sqrt((err ** 2).mean())) / unit)
     if orientation is not None:
         # b = turn(a): turning b back is the inverse transpose
         inverse = {"rot90": "rot270", "rot270": "rot90"}.get(orientation, orientation)
-        back = _oriented(b.grey, inverse)
+        back = _oriented(b.rgb, inverse)
         h, w = a.grey.shape
         stretched = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR)
-        s, n = block_correlation(a.grey, stretched, np.ones_like(a.grey, bool))
+        s, n = block_correlation(a.rgb, stretched, np.ones_like(a.grey, bool))
         if s > best.score:
             best = CopyCheck(s, 0, "orientation", n)
     return best
