@@ -48,6 +48,7 @@ PHASH_RADIUS = 10  # bits (of 64): perceptual-hash candidates
 NEAR_BITS = 8  # at most this many bits apart in the best orientation: a near-duplicate
 DESCRIPTOR_RADIUS = 0.6  # cosine: descriptor candidates (copies of deep descriptors sit far above)
 PER_IMAGE = 20  # descriptor candidates kept per image (the most similar)
+SMALL_HASH_SEARCH = 256  # up to this many images the hashes are compared in numpy (no thread start-up)
 EXACT_SEARCH_UP_TO = 20_000  # above this many images the descriptor range search uses an inverted file
 PREPARED_KEPT = 500  # images kept ready for alignment in memory
 LOAD_SIDE = 640  # images are read at most this large for alignment
@@ -170,6 +171,8 @@ def phash_pairs(ids: np.ndarray, phashes: np.ndarray, radius: int = PHASH_RADIUS
     n = len(ids)
     if n < 2:
         return {}
+    if n <= SMALL_HASH_SEARCH:
+        return _phash_pairs_small(ids, phashes, radius)
     upright = np.ascontiguousarray(phashes[:, 0]).view(np.uint8).reshape(n, 8)
     index = faiss.IndexBinaryFlat(64)
     index.add(upright)
@@ -186,6 +189,24 @@ def phash_pairs(ids: np.ndarray, phashes: np.ndarray, radius: int = PHASH_RADIUS
                 key, orient = ((a, b), k) if a < b else ((b, a), _inverse(k))
                 if key not in out or bits < out[key][0]:
                     out[key] = (int(bits), orient)
+    return out
+
+
+def _phash_pairs_small(ids: np.ndarray, phashes: np.ndarray, radius: int) -> dict[tuple[int, int], tuple[int, int]]:
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    table = np.unpackbits(np.ascontiguousarray(phashes).view(np.uint8).reshape(len(ids), 8, 8), axis=2)
+    upright = table[:, 0].reshape(len(ids), 64).astype(np.float32)
+    for k in range(8):
+        q = table[:, k].reshape(len(ids), 64).astype(np.float32)
+        bits = q.sum(1)[:, None] + upright.sum(1)[None, :] - 2 * (q @ upright.T)  # Hamming distances
+        for row, j in zip(*np.nonzero(bits <= radius)):
+            if row == j:
+                continue
+            a, b = int(ids[row]), int(ids[j])
+            d = int(round(bits[row, j]))
+            key, orient = ((a, b), k) if a < b else ((b, a), _inverse(k))
+            if key not in out or d < out[key][0]:
+                out[key] = (d, orient)
     return out
 
 
