@@ -122,7 +122,7 @@ def descriptor_pairs(ids: np.ndarray, vecs: np.ndarray, radius: float, per_image
                      exact_up_to: int = EXACT_SEARCH_UP_TO) -> dict[tuple[int, int], float]:
     """Pairs of rows whose inner product is at least ``radius`` (unit rows: cosine), at most
     ``per_image`` per row, by FAISS range search: exact below ``exact_up_to`` rows, else over an
-    inverted file (a few hundred lists, trained on a sample; 8 probed) holding 8-bit scalar
+    inverted file (sqrt(n) lists, trained on a sample; 8 probed) holding 8-bit scalar
     codes, the pairs found re-scored exactly."""
     n, d = vecs.shape
     if n < 2:
@@ -132,12 +132,15 @@ def descriptor_pairs(ids: np.ndarray, vecs: np.ndarray, radius: float, per_image
         index: Any = faiss.IndexFlatIP(d)
         index.add(vecs)
     else:
-        nlist = int(min(4096, max(64, 2 * np.sqrt(n))))
+        nlist = int(min(4096, max(64, np.sqrt(n))))
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit,
                                               faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
-        index.train(vecs[rng.choice(n, min(n, 40 * nlist), replace=False)])
+        quantizer_training = faiss.ClusteringParameters()
+        quantizer_training.niter = 10  # coarse cells need not be good k-means: 8 are probed
+        index.cp = quantizer_training
+        index.train(vecs[rng.choice(n, min(n, 39 * nlist), replace=False)])
         index.add(vecs)
         index.nprobe = 8
     out: dict[tuple[int, int], float] = {}
