@@ -17,6 +17,7 @@ import lookalike
 from conftest import synthetic_photo
 from lookalike.cli import app
 from lookalike.engine.index import Index
+from lookalike.engine.migrations import SCHEMA_VERSION
 
 DATA = Path(__file__).parent / "data"
 
@@ -170,7 +171,7 @@ def test_an_index_written_by_0_2_opens_and_answers_the_same(spec, tmp_path):
     ro.close()
     assert folder_digest(folder) == before
     idx = Index(folder)  # a writable open migrates
-    assert idx.info()["schema_version"] == 3 and idx.spec == spec
+    assert idx.info()["schema_version"] == SCHEMA_VERSION and idx.spec == spec
     assert idx.catalog.get_setting("pipeline") is None and idx.catalog.get_setting("document")["base"]["name"]
     assert not (folder / "local_features.sqlite").exists()
     for name, q in _queries().items():

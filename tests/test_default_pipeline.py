@@ -7,6 +7,7 @@ import pytest
 import lookalike
 from conftest import synthetic_photo
 from lookalike.api import Index
+from lookalike.engine.migrations import SCHEMA_VERSION
 from lookalike.features.deep import DeepExtractor
 from lookalike.pipelines.deep import SHIPPED_WHITENING
 from lookalike.pipelines import build
@@ -86,7 +87,7 @@ def test_index_built_when_default_was_gem_opens_as_gem(spec, photo_dir, tmp_path
     assert idx.spec == spec.replace("default", "gem")
     assert [h.path for h in idx.search(photo_dir / "img2.jpg", k=4).hits] == want
     doc = idx.catalog.get_setting("document")  # migrated, and recorded under its new name
-    assert doc["base"]["name"] == "gem" and idx.catalog.get_setting("schema_version") == 3
+    assert doc["base"]["name"] == "gem" and idx.catalog.get_setting("schema_version") == SCHEMA_VERSION
     idx.close()
 
 

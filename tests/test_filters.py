@@ -213,7 +213,7 @@ def test_an_index_of_schema_2_is_filled_in_by_a_writer_never_by_a_search(coll, t
     assert ro.info()["schema_version"] == 2
     ro.close()
     ix = Index(tmp_path / "idx")  # a writer migrates: metadata read from the files' headers
-    assert ix.info()["schema_version"] == 3
+    assert ix.info()["schema_version"] == 4
     got = names(ix.search(query, k=N, filters={"camera": "nikon", "min_width": 300}).hits)
     assert got == expected(lambda s: s["camera"] == CAMERAS[1] and s["size"][0] >= 300)
     row = ix.catalog.by_path(str(coll / spec(3)["name"]))

@@ -6,7 +6,7 @@ import importlib
 from lookalike.cli.app import app
 
 # Each module adds its commands to ``app`` on import.
-for _mod in ("index", "search", "manage", "evaluate"):
+for _mod in ("index", "search", "manage", "evaluate", "duplicates"):
     importlib.import_module(f"{__name__}.{_mod}")
 
 # Optional command modules (present when their part is installed).

@@ -43,6 +43,17 @@ CREATE INDEX IF NOT EXISTS images_status ON images(status);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# Whole-image fingerprints for finding copies (schema 3): the decoded pixels' digest and the
+# perceptual hashes of the eight orientations (features.hashes), kept with each indexed image.
+HASHES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS image_hashes (
+    id      INTEGER PRIMARY KEY,
+    pixels  TEXT,
+    phash   BLOB
+);
+CREATE INDEX IF NOT EXISTS image_hashes_pixels ON image_hashes(pixels);
+"""
+
 
 @dataclass
 class ImageRow:
@@ -76,7 +87,7 @@ class Catalog:
         self.readonly = readonly
         self._immutable = readonly and not Path(str(self.path) + "-wal").exists()
         if not readonly:
-            self.db.executescript(SCHEMA)
+            self.db.executescript(SCHEMA + HASHES_SCHEMA)
         self._columns: str | None = None
 
     @property
@@ -221,7 +232,29 @@ class Catalog:
         return int(cur.lastrowid)
 
     def delete(self, db: sqlite3.Connection, ids: Iterable[int]) -> None:
-        db.executemany("DELETE FROM images WHERE id=?", [(int(i),) for i in ids])
+        ids = [(int(i),) for i in ids]
+        db.executemany("DELETE FROM images WHERE id=?", ids)
+        db.executemany("DELETE FROM image_hashes WHERE id=?", ids)
+
+    def put_hashes(self, db: sqlite3.Connection, image_id: int, pixels: str | None, phash: bytes | None) -> None:
+        """Record (or, with no pixels, forget) an image's fingerprints inside transaction ``db``."""
+        if pixels is None:
+            db.execute("DELETE FROM image_hashes WHERE id=?", (int(image_id),))
+        else:
+            db.execute("INSERT OR REPLACE INTO image_hashes(id, pixels, phash) VALUES (?, ?, ?)",
+                       (int(image_id), pixels, phash))
+
+    def has_hashes(self) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='image_hashes'").fetchone() \
+            is not None
+
+    def hashes(self) -> dict[int, tuple[str, bytes]]:
+        """Stored fingerprints of the indexed images: id -> (pixel digest, 8 pHashes as bytes)."""
+        if not self.has_hashes():
+            return {}
+        return {int(i): (p, h) for i, p, h in self.db.execute(
+            "SELECT h.id, h.pixels, h.phash FROM image_hashes h JOIN images i ON i.id = h.id "
+            "WHERE i.status='ok' AND h.pixels IS NOT NULL")}
 
     def ok_ids(self) -> np.ndarray:
         return np.array([r[0] for r in self.db.execute("SELECT id FROM images WHERE status='ok'")], np.int64)

@@ -225,6 +225,14 @@ class Index:
         """What the collection holds, for filter controls: folders, cameras, types, date and size ranges."""
         return self.searcher.facets()
 
+    def duplicates(self, preset: str = "edited", threshold: float | None = None, keep: str = "resolution",
+                   reference: Iterable[str | os.PathLike] = (), progress: Callable[[int, int], None] | None = None):
+        """Groups of duplicates and copies among the indexed images, each with a suggested file to
+        keep (``engine.duplicates.find_duplicates``); reads only."""
+        from lookalike.engine.duplicates import find_duplicates
+
+        return find_duplicates(self, preset, threshold, keep, reference, progress=progress)
+
     def describe_query(self, image: Any, box: tuple[int, int, int, int] | None = None, rotate: bool = False):
         return self.searcher.describe_query(image, box, rotate)
 

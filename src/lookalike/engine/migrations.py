@@ -6,6 +6,8 @@
         local features in the catalog (``local_features`` table), changed in the writer's batches.
     3   per-image metadata for filters (``engine.metadata``): date taken, camera, type, folder, and
         width / height as the file's pixel size; filled from the files' headers when migrating.
+    4   table ``image_hashes``: each image's pixel digest and perceptual hashes (for finding
+        copies); images indexed before it have none (they are computed in memory when needed).
 
 ``read_document`` interprets any version in memory (a read-only open writes nothing);
 ``migrate`` writes the current version, by the writer only.
@@ -16,13 +18,13 @@ import logging
 import sqlite3
 from typing import Any, Callable
 
-from lookalike.engine.catalog import Catalog
+from lookalike.engine.catalog import HASHES_SCHEMA, Catalog
 from lookalike.engine.folder import IndexFolder
 from lookalike.engine import metadata
 from lookalike.errors import ConflictError
 from lookalike.pipelines import RENAMED_BASES, PipelineDoc, build, parse_spec, stored_form
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 log = logging.getLogger(__name__)
 
 
@@ -100,8 +102,15 @@ def _to_v3(catalog: Catalog, folder: IndexFolder, db: sqlite3.Connection) -> Cal
     return catalog.forget_columns
 
 
+def _to_v4(catalog: Catalog, folder: IndexFolder, db: sqlite3.Connection) -> Callable[[], None]:
+    for statement in HASHES_SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    return lambda: None
+
+
 MIGRATIONS: dict[int, Callable[[Catalog, IndexFolder, sqlite3.Connection], Callable[[], None]]] = {
-    1: _to_v2, 2: _to_v3}
+    1: _to_v2, 2: _to_v3, 3: _to_v4}
 
 
 def migrate(catalog: Catalog, folder: IndexFolder) -> int:

@@ -22,6 +22,7 @@ from lookalike.engine.thumbs import make_thumbnail
 from lookalike.errors import BadInputError
 from lookalike.engine.metadata import row_metadata
 from lookalike.io import ImageError, ImageInfo, decode, image_info, read_file
+from lookalike.features.hashes import dihedral_phashes, pixel_digest, to_bytes
 from lookalike.pipelines import PipelineDoc, build
 
 
@@ -41,6 +42,8 @@ class Result:
     same_as: int | None = None  # the indexed image whose vector was reused (same content)
     meta: dict[str, Any] | None = None  # date taken, camera, type, folder (``engine.metadata``)
     thumb: bytes | None = None  # its thumbnail (engine.thumbs), made from the image decoded here
+    pixels: str | None = None  # digest of the decoded pixels (features.hashes)
+    phash: bytes | None = None  # perceptual hashes of the eight orientations
 
 
 @dataclass
@@ -167,6 +170,9 @@ def process_batch(key: str, state_dir: str | None, paths: list[str], read_thread
     for x in loaded:
         if x.image is None:
             out[x.path] = x.result(error=x.error)
+        elif out[x.path].vector is not None:  # fingerprints for finding copies, from the decoded image
+            out[x.path].pixels = pixel_digest(x.image)
+            out[x.path].phash = to_bytes(dihedral_phashes(x.image))
     return [out[p] for p in paths]
 
 

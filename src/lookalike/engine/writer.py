@@ -201,6 +201,7 @@ class Writer:
                         old_hashes.append(existed[2])
                     if r.vector is None:
                         iid = ix.catalog.put_error(db, r.path, r.size, r.mtime, r.error or "unknown error")
+                        ix.catalog.put_hashes(db, iid, None, None)
                         if existed and existed[1] == "ok":
                             removed.append(iid)
                             for e in exts:
@@ -209,6 +210,7 @@ class Writer:
                         continue
                     iid = ix.catalog.put_ok(db, r.path, r.size or 0, r.mtime or 0.0, r.digest or "",
                                             r.width, r.height, r.vector, r.meta)
+                    ix.catalog.put_hashes(db, iid, r.pixels, r.phash)
                     if existed and existed[1] == "ok":
                         removed.append(iid)
                         rep.updated += 1

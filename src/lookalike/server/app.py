@@ -388,6 +388,10 @@ def create_app(index_dir: str | os.PathLike, token: str | None = None, cors: Opt
             Path(row.path).unlink(missing_ok=True)
         return Response(status_code=204)
 
+    from lookalike.server.duplicates import add_routes as add_duplicate_routes
+
+    add_duplicate_routes(app, idx, fresh, writer, shown, STATIC)
+
     # -- explanation -----------------------------------------------------------------------------
     @app.get("/explain", tags=["search"], response_class=Response,
              responses={200: {"content": {"image/png": {}}}})

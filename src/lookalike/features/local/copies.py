@@ -1,0 +1,212 @@
+"""Is one image a copy of another (resized, re-compressed, cropped, turned, mirrored, recoloured,
+framed, captioned), or only another shot of the same scene?
+
+Two tests, each ending in the same measurement:
+
+* by keypoints: SIFT matches between the two (and the mirror image of the second) must agree on
+  one similarity transform (turn, uniform scale, shift; what copying does, unlike a new viewpoint,
+  which brings parallax and perspective);
+* by orientation: when the perceptual hashes say how the second image is turned, it is turned back
+  and stretched onto the first (for pictures with too few keypoints).
+
+The second image is then warped onto the first and compared block by block: the lower quartile of
+the zero-mean normalised cross-correlation of the textured blocks in their overlap. A copy lines up
+pixel for pixel (blocks agree at 0.985 and more, whatever the colour change; a caption spoils only its own
+blocks); another shot, even from nearly the same place, does not.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+WORK_SIDE = 320  # both images are compared at this longer side
+BLOCK = 16  # pixels per block side at the working size
+MIN_INLIERS = 10
+MIN_BLOCKS = 6  # textured blocks needed in the overlap for a correlation to mean something
+TEXTURE_STD = 4.0  # grey-level standard deviation below which a block is flat
+BLUR = 2.5  # Gaussian sigma (working pixels) before blocks are compared: re-compression noise out
+QUANTILE = 0.25  # of the block correlations: a copy's blocks nearly all agree, another shot's do not
+
+
+@dataclass
+class Prepared:
+    """One image ready for comparison: grey at the working size, its SIFT keypoints and those of
+    its mirror image."""
+
+    grey: np.ndarray
+    rgb: np.ndarray  # colour at the working size
+    kpts: np.ndarray  # (N, 2) float32
+    desc: np.ndarray  # (N, 128) float32 RootSIFT
+    mkpts: np.ndarray  # keypoints of the mirror image, in the mirror image's coordinates
+    mdesc: np.ndarray
+    native: int  # the longer side of the image as given
+
+
+@dataclass
+class CopyCheck:
+    score: float  # lower-quartile block correlation after alignment (0 when the images do not line up)
+    inliers: int  # keypoint matches that agree with the similarity (0 for the orientation test)
+    how: str  # "keypoints", "keypoints+mirror" or "orientation"
+    blocks: int  # textured blocks compared
+    residual: float = 0.0  # RMS distance of the inliers from the similarity, in the coarser image's pixels
+
+
+_SIFT = None
+
+
+def _sift():
+    global _SIFT
+    if _SIFT is None:
+        _SIFT = cv2.SIFT_create(nfeatures=600)
+    return _SIFT
+
+
+def _detect(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    kp, d = _sift().detectAndCompute(grey, None)
+    if d is None or not kp:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)
+    d = np.maximum(d, 0)
+    d = np.sqrt(d / (d.sum(1, keepdims=True) + 1e-12)).astype(np.float32)  # RootSIFT
+    return np.array([k.pt for k in kp], np.float32), d
+
+
+def prepare(rgb: np.ndarray) -> Prepared:
+    """Grey image at ``WORK_SIDE`` and its keypoints (and its mirror image's)."""
+    rgb = np.ascontiguousarray(np.repeat(rgb[..., None], 3, 2) if rgb.ndim == 2 else rgb[..., :3])
+    h, w = rgb.shape[:2]
+    s = WORK_SIDE / max(h, w)
+    rgb = cv2.resize(rgb, (max(8, round(w * s)), max(8, round(h * s))),
+                     interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    k, d = _detect(grey)
+    mk, md = _detect(np.ascontiguousarray(grey[:, ::-1]))
+    return Prepared(grey, rgb, k, d, mk, md, max(h, w))
+
+
+def _matches(da: np.ndarray, db: np.ndarray, ratio: float = 0.85) -> np.ndarray:
+    if len(da) < 2 or len(db) < 2:
+        return np.zeros((0, 2), np.int64)
+    m = cv2.BFMatcher(cv2.NORM_L2).knnMatch(da, db, k=2)
+    good = [(p[0].queryIdx, p[0].trainIdx) for p in m if len(p) == 2 and p[0].distance < ratio * p[1].distance]
+    return np.array(good, np.int64).reshape(-1, 2)
+
+
+def _similarity(pa: np.ndarray, pb: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The similarity mapping b's points onto a's, and its inlier mask."""
+    none = np.zeros(len(pa), bool)
+    if len(pa) < MIN_INLIERS:
+        return None, none
+    m, mask = cv2.estimateAffinePartial2D(pb.reshape(-1, 1, 2), pa.reshape(-1, 1, 2), method=cv2.RANSAC,
+                                          ransacReprojThreshold=2.5, maxIters=2000, confidence=0.999)
+    if m is None or mask is None:
+        return None, none
+    scale = float(np.hypot(m[0, 0], m[1, 0]))
+    if not 0.05 < scale < 20:
+        return None, none
+    return m, mask.ravel().astype(bool)
+
+
+def _coarse_unit(a: Prepared, b: Prepared, scale: float) -> float:
+    """Size, in ``a``'s working pixels, of the coarsest pixel grid of the two images: residuals
+    and blur are measured at the resolution both images really have."""
+    return max(1.0, WORK_SIDE / a.native, scale * WORK_SIDE / b.native)
+
+
+def _explained(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per block, the share of ``y``'s variance (n, P) that a linear mix of the channels of ``X``
+    (n, P, 3) explains: 1 when one image's grey is a recolouring of the other's colours."""
+    C = np.einsum("npi,npj->nij", X, X)
+    C += (1e-3 * np.trace(C, axis1=1, axis2=2)[:, None, None] / 3 + 1e-3) * np.eye(3, dtype=C.dtype)
+    c = np.einsum("npi,np->ni", X, y)
+    beta = np.linalg.solve(C, c[..., None])[..., 0]
+    return np.clip(np.einsum("ni,ni->n", beta, c) / ((y * y).sum(1) + 1e-9), 0, 1)
+
+
+def block_correlation(a: np.ndarray, b: np.ndarray, valid: np.ndarray, sigma: float = BLUR) -> tuple[float, int]:
+    """The ``QUANTILE`` over the textured blocks (those fully ``valid``) of how well each image's
+    grey block is a linear mix of the other's colour channels (the multiple correlation: 1 for
+    any per-pixel linear recolouring), after a Gaussian blur of ``sigma`` (re-compression noise).
+    ``a`` and ``b`` are RGB (or grey) images of one size."""
+    a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), sigma)
+    b = cv2.GaussianBlur(b.astype(np.float32), (0, 0), sigma)
+    a = a if a.ndim == 3 else a[..., None].repeat(3, 2)
+    b = b if b.ndim == 3 else b[..., None].repeat(3, 2)
+    h, w = a.shape[:2]
+    hb, wb = h // BLOCK, w // BLOCK
+    if hb == 0 or wb == 0:
+        return 0.0, 0
+
+    def blocks(x: np.ndarray) -> np.ndarray:
+        x = x[:hb * BLOCK, :wb * BLOCK].reshape(hb, BLOCK, wb, BLOCK, -1).transpose(0, 2, 1, 3, 4)
+        return x.reshape(hb * wb, BLOCK * BLOCK, x.shape[-1])
+
+    A, B = blocks(a), blocks(b)
+    keep = blocks(valid.astype(np.float32)[..., None])[..., 0].min(1) > 0
+    A, B = A[keep], B[keep]
+    A = A - A.mean(1, keepdims=True)
+    B = B - B.mean(1, keepdims=True)
+    grey = np.array([0.299, 0.587, 0.114], np.float32)
+    ya, yb = A @ grey, B @ grey
+    textured = (ya.std(1) > TEXTURE_STD) & (yb.std(1) > TEXTURE_STD)
+    if textured.sum() < MIN_BLOCKS:
+        return 0.0, int(textured.sum())
+    A, B, ya, yb = A[textured], B[textured], ya[textured], yb[textured]
+    r = np.sqrt(np.maximum(_explained(A, yb), _explained(B, ya)))
+    return float(np.quantile(r, QUANTILE)), int(textured.sum())
+
+
+def _warped_score(a: Prepared, b_rgb: np.ndarray, m: np.ndarray, unit: float) -> tuple[float, int]:
+    h, w = a.grey.shape
+    warped = cv2.warpAffine(b_rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    valid = cv2.warpAffine(np.ones(b_rgb.shape[:2], np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+    sigma = float(np.hypot(BLUR, 0.5 * unit)) if unit > 1.2 else BLUR  # at the coarser image's resolution
+    return block_correlation(a.rgb, warped, valid > 0, sigma)
+
+
+_TURN = {  # cv2 codes turning an image by ORIENTATIONS[k] (features.hashes), before any mirror
+    "identity": (None, False), "mirror": (None, True), "rot90": (cv2.ROTATE_90_COUNTERCLOCKWISE, False),
+    "rot180": (cv2.ROTATE_180, False), "rot270": (cv2.ROTATE_90_CLOCKWISE, False),
+    "flip": (cv2.ROTATE_180, True), "transpose": (cv2.ROTATE_90_COUNTERCLOCKWISE, True),
+    "transverse": (cv2.ROTATE_90_CLOCKWISE, True),
+}
+
+
+def _oriented(grey: np.ndarray, orientation: str) -> np.ndarray:
+    """``grey`` (or RGB) turned the way PIL's transpose named ``orientation`` turns an image."""
+    code, mirror = _TURN[orientation]
+    x = grey[:, ::-1] if mirror else grey
+    return np.ascontiguousarray(cv2.rotate(np.ascontiguousarray(x), code) if code is not None else x)
+
+
+def compare(a: Prepared, b: Prepared, orientation: str | None = None) -> CopyCheck:
+    """How well ``b`` lines up with ``a`` as a copy. ``orientation``: how ``a`` would have to be
+    turned to look like ``b`` (from the perceptual hashes), when known."""
+    best = CopyCheck(0.0, 0, "none", 0)
+    for mirrored in (False, True):
+        kb, db = (b.mkpts, b.mdesc) if mirrored else (b.kpts, b.desc)
+        m = _matches(a.desc, db)
+        if len(m) < MIN_INLIERS:
+            continue
+        pa, pb = a.kpts[m[:, 0]], kb[m[:, 1]]
+        t, mask = _similarity(pa, pb)
+        if t is None or mask.sum() < MIN_INLIERS:
+            continue
+        unit = _coarse_unit(a, b, float(np.hypot(t[0, 0], t[1, 0])))
+        err = np.linalg.norm(pb[mask] @ t[:, :2].T + t[:, 2] - pa[mask], axis=1)
+        rgb_b = np.ascontiguousarray(b.rgb[:, ::-1]) if mirrored else b.rgb
+        s, n = _warped_score(a, rgb_b, t, unit)
+        if s > best.score:
+            best = CopyCheck(s, int(mask.sum()), "keypoints+mirror" if mirrored else "keypoints", n,
+                             float(np.sqrt((err ** 2).mean())) / unit)
+    if orientation is not None:
+        # b = turn(a): turning b back is the inverse transpose
+        inverse = {"rot90": "rot270", "rot270": "rot90"}.get(orientation, orientation)
+        back = _oriented(b.rgb, inverse)
+        h, w = a.grey.shape
+        stretched = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR)
+        s, n = block_correlation(a.rgb, stretched, np.ones_like(a.grey, bool))
+        if s > best.score:
+            best = CopyCheck(s, 0, "orientation", n)
+    return best
