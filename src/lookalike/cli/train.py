@@ -21,7 +21,7 @@ def train_cmd(
     margin: Optional[float] = typer.Option(None, help="Loss margin (default 0.7 contrastive, 0.1 triplet)."),
     epochs: Optional[int] = typer.Option(None, help="Most epochs (with --resume: the total to reach)."),
     patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better validation mAP."),
-    train_blocks: Optional[int] = typer.Option(None, help="Last MBConv blocks to train (plus head conv and GeM p)."),
+    train_blocks: Optional[int] = typer.Option(None, help="Last MBConv blocks to train, with the head conv (0: only GeM p and the whitening)."),
     views: Optional[int] = typer.Option(None, help="Cached views per image (1 = no augmentation)."),
     augmentation: Optional[str] = typer.Option(None, help="dihedral (quarter turns and mirrors: aerial, "
                                                           "texture, scans) or crops (images with an up)."),
