@@ -5,7 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
+from typer.testing import CliRunner
 
+from conftest import synthetic_photo
+from lookalike.cli import app
 from lookalike.errors import BadInputError
 from lookalike.eval.dataset import Dataset
 from lookalike.eval.runner import split_queries
@@ -41,3 +45,22 @@ def test_seen_classes_protocol(tmp_path: Path) -> None:
     assert by_image["c1.jpg"].relevant == ["c/c3"] and by_image["c1.jpg"].junk == ["c/c1"]
     with pytest.raises(BadInputError):
         split_queries(ds, split, "pairs")
+
+
+def test_eval_command_scores_the_seen_class_protocol(tmp_path: Path) -> None:
+    """Through the command: the test images of every class (6 queries), with a clear error for
+    an unknown protocol."""
+    ds, split = _dataset(tmp_path)
+    for k, d in enumerate(ds.db_ids):
+        (tmp_path / "images" / d.split("/")[0]).mkdir(parents=True, exist_ok=True)
+        base = synthetic_photo(7 + "abc".index(d[0]))  # one scene per class, shifted per image
+        Image.fromarray(base[k % 4:k % 4 + 100, :]).save(tmp_path / "images" / (d + ".jpg"))
+    runner = CliRunner()
+    r = runner.invoke(app, ["eval", str(tmp_path), "--split", str(split), "--protocol", "images",
+                            "--pipeline", "color", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["queries"] == 6 and res["mAP"] == 1.0
+    bad = runner.invoke(app, ["eval", str(tmp_path), "--split", str(split), "--protocol", "pairs",
+                              "--pipeline", "color"])
+    assert bad.exit_code == 1 and "protocol" in bad.output
