@@ -38,7 +38,7 @@ class TrainConfig:
     max_per_class: int | None = None
     per_class: int = 4  # images of a class in a batch
     classes_per_batch: int = 8
-    lr: float = 1e-4  # cosine-decayed over ``epochs`` (scaled per part by ``LR_SCALES``)
+    lr: float = 1e-3  # cosine-decayed over ``epochs`` (scaled per part by ``LR_SCALES``); 1e-4 too slow
     weight_decay: float = 1e-4
     val_fraction: float = 0.2  # of every class's images, held out to choose the epoch
     whiten: str = "auto"  # learnable whitening, starting from Lw ("on"), the identity, or the better
