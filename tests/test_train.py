@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lookalike.train.data import read_labelled, split_classes
-from lookalike.train.losses import contrastive, triplet
-from lookalike.train.mining import mine_tuples
+from lookalike.train.data import read_labelled, split_classes, split_images
+from lookalike.train.losses import batch_contrastive, batch_triplet, contrastive, triplet
+from lookalike.train.mining import pk_batches
+from lookalike.train.views import dihedral, dihedral_of
 from lookalike.train.whiten import LearnedWhitening, learn_whitening, positive_pairs
 
 from conftest import synthetic_photo
@@ -57,16 +58,6 @@ def test_losses_known_values() -> None:
     assert triplet(q, q, p, margin=0.1).item() == 0.0  # easy triplet: no loss
 
 
-def test_mining_picks_nearest_other_class() -> None:
-    desc = np.array([[1, 0], [0.9, 0.1], [0.8, 0.6], [0, 1], [-1, 0]], np.float32)
-    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
-    labels = np.array([0, 0, 1, 2, 3])
-    q, p, n = mine_tuples(desc, labels, np.array([0, 3]), n_neg=2, rng=np.random.default_rng(0))
-    assert q.tolist() == [0]  # image 3 has no positive
-    assert p.tolist() == [1]
-    assert n[0].tolist() == [2, 3]  # the two nearest images of other classes, one per class
-
-
 def test_learned_whitening_brings_pairs_together(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(10, 16))
@@ -87,81 +78,202 @@ def test_learned_whitening_brings_pairs_together(tmp_path: Path) -> None:
     assert nn_acc(y) > nn_acc(x) + 0.2
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny run on Lite0: 4 classes x 5 images, 64-pixel inputs (cache in a temp folder).
+def test_batch_losses_known_values() -> None:
+    d = torch.tensor([[1.0, 0.0], [0.6, -0.8], [0.0, 1.0], [1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    # squared distances: positives (0,1) 0.8 and (2,3) 2; negatives (0,2) 2, (0,3) 0, (1,2) 3.6,
+    # (1,3) 0.8: only (0,3) lies inside the margin 0.7
+    got = batch_contrastive(d, labels, margin=0.7).item()
+    assert got == pytest.approx(0.5 * (0.8 + 2.0) / 2 + 0.5 * 0.49)
+    # batch-hard triplet, per anchor: farthest positive - nearest negative + margin
+    hard = batch_triplet(d, labels, margin=0.1).item()
+    assert hard == pytest.approx(((0.8 - 0.0) + (0.8 - 0.8) + (2.0 - 2.0) + (2.0 - 0.0) + 4 * 0.1) / 4)
 
-    Before the one training epoch, 16 steps on fixed hard tuples record the loss before and after.
-    """
+
+def test_pk_batches_hold_positives_and_negatives() -> None:
+    labels = np.repeat(np.arange(5), [9, 4, 4, 6, 1])
+    batches = pk_batches(labels, per_class=4, classes_per_batch=3, rng=np.random.default_rng(0))
+    seen = np.concatenate(batches)
+    assert set(seen.tolist()) == set(range(23))  # every image of a class with a partner; not the lone one
+    for b in batches:
+        counts = np.bincount(labels[b])
+        assert (counts[counts > 0] >= 2).all() and (counts > 0).sum() >= 2
+
+
+def test_split_images_holds_out_part_of_every_class() -> None:
+    labels = ["a"] * 10 + ["b"] * 5 + ["c"] * 2
+    tr, va = split_images(labels, 0.2)
+    assert sorted(tr + va) == list(range(17)) and not set(tr) & set(va)
+    held = [labels[i] for i in va]
+    assert held.count("a") == 2 and held.count("b") == 2 and held.count("c") == 0
+
+
+def test_dihedral_views_cover_the_group() -> None:
+    img = np.arange(2 * 3 * 3).reshape(2, 3, 3).astype(np.uint8)
+    outs = {dihedral(img, k).tobytes() for k in range(8)}
+    assert len(outs) == 8  # eight distinct transforms of an asymmetric image
+    picks = [dihedral_of(Path(f"c/{i}.jpg"), v, 0) for i in range(3) for v in range(1, 8)]
+    assert 0 not in picks and all(sorted(picks[i:i + 7]) == list(range(1, 8)) for i in (0, 7, 14))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny class-folder set (4 classes x 6 images) and a cache folder for its trunk maps (Lite0)."""
     import os
 
     tmp = tmp_path_factory.mktemp("train")
     old = os.environ.get("LOOKALIKE_CACHE")
     os.environ["LOOKALIKE_CACHE"] = str(tmp / "cache")
-    from lookalike.train import TrainConfig
-    from lookalike.train.loop import Trainer, load_data
-
-    data = _class_images(tmp / "data")
-    cfg = TrainConfig(backbone="efficientnet-lite0", max_side=64, epochs=1, views=2, queries_per_epoch=12,
-                      negatives=2, batch=4, lr=1e-3, val_fraction=0.0, whiten=True, threads=2)
-    t = Trainer(cfg, tmp / "model")
-    t.prepare(*load_data(data, None, cfg))
-    q, p, n = np.arange(0, 20, 5), np.arange(1, 20, 5), np.array([[6, 11], [11, 16], [16, 1], [1, 6]])
-    t.tail.eval()
-    losses = [t.batch_loss(q, p, n).item()]
-    t.tail.train()
-    for _ in range(16):
-        loss = t.batch_loss(q, p, n, grad=True)
-        t.opt.zero_grad()
-        loss.backward()
-        t.opt.step()
-    t.tail.eval()
-    losses.append(t.batch_loss(q, p, n).item())
-    res = t.fit()
-    yield tmp, data, cfg, res, losses
+    yield tmp, _class_images(tmp / "data", per_class=6)
     if old is None:
         os.environ.pop("LOOKALIKE_CACHE", None)
     else:
         os.environ["LOOKALIKE_CACHE"] = old
 
 
-def test_training_lowers_the_loss_and_resumes(trained) -> None:
-    from lookalike.train import TrainConfig, train
+def _tiny_cfg(**kw):
+    from lookalike.train import TrainConfig
+
+    base = dict(backbone="efficientnet-lite0", max_side=64, epochs=3, views=2, per_class=3, classes_per_batch=4,
+                lr=1e-3, val_fraction=0.0, whiten="on", threads=2, train_blocks=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def _trainer(tmp, data, out, cfg):
+    from lookalike.train.loop import Trainer, load_data
+
+    t = Trainer(cfg, tmp / out)
+    t.prepare(*load_data(data, None, cfg))
+    return t
+
+
+@pytest.fixture(scope="module")
+def trained(tiny):
+    """Three epochs without validation (so the last epoch is kept) and without whitening; the
+    in-batch loss of all training images (view 0) before and after."""
+    from lookalike.train.losses import batch_contrastive
+    from lookalike.train.loop import describe
+
+    tmp, data = tiny
+    cfg = _tiny_cfg(whiten="off")
+    t = _trainer(tmp, data, "model", cfg)
+    labels = torch.from_numpy(t.train.label_ids)
+
+    def loss() -> float:
+        t.tail.eval()
+        with torch.no_grad():
+            return float(batch_contrastive(describe(t.tail, t.train.maps[0]), labels, 0.7))
+
+    before = loss()
+    res = t.fit()
+    yield tmp, data, cfg, res, (before, loss())
+
+
+def test_training_lowers_the_loss_and_changes_the_descriptor(trained) -> None:
+    from lookalike.features.deep import DeepExtractor
+    from lookalike.io import load_image as load_rgb
+    from lookalike.pipelines import build
 
     tmp, data, cfg, res, (before, after) = trained
     assert after < 0.7 * before
-    model = tmp / "model"
-    for name in ("model.json", "checkpoint.pt", "train_log.jsonl", "training.png", "whiten.npz"):
-        assert (model / name).exists(), name
-    # resuming continues the saved run for one more epoch
-    res2 = train(data, model, cfg=TrainConfig(epochs=2), resume=True)
-    assert [r["epoch"] for r in res2["history"]] == [0, 1, 2]
-    assert res2["history"][:2] == res["history"][:2]
-    log = [json.loads(x) for x in (model / "train_log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == [0, 1, 2]
+    assert res["best_epoch"] == 3
+    for name in ("model.json", "checkpoint.pt", "train_log.jsonl", "training.png"):
+        assert (tmp / "model" / name).exists(), name
+    img = [load_rgb(data / "class1" / "0.jpg")]
+    off = DeepExtractor(backbone="efficientnet-lite0", aggregator="gem", max_side=cfg.max_side)
+    tuned = build("gem", model=str(tmp / "model"))
+    a = off.describe(img)[0]
+    b = tuned.extractor.describe(img)[0]  # before the whitening: same dimension as off-the-shelf
+    assert float(a @ b) < 0.99
+
+
+def test_model_selection_keeps_the_best_epoch_and_stops_early(tiny, monkeypatch) -> None:
+    """With validation scores 0.5 (start), 0.6, 0.9, 0.7, 0.65, 0.6: epoch 2 is written, and
+    patience 3 stops the run after epoch 5."""
+    from lookalike.train import load_model
+    from lookalike.train.loop import Trainer
+
+    tmp, data = tiny
+    scores = iter([0.5, 0.6, 0.9, 0.7, 0.65, 0.6, 0.55, 0.5])
+    monkeypatch.setattr(Trainer, "validate", lambda self: (next(scores), None))
+    t = _trainer(tmp, data, "select", _tiny_cfg(epochs=8, patience=3, val_fraction=0.34, whiten="on"))
+    states = {}
+    run_epoch = t.run_epoch
+
+    def recording_epoch() -> float:
+        loss = run_epoch()
+        states[t.epoch + 1] = {k: v.clone() for k, v in t.tail.state_dict().items()}
+        return loss
+
+    t.run_epoch = recording_epoch
+    res = t.fit()
+    assert res["best_epoch"] == 2 and res["epochs_run"] == 5 and res["stopped_early"]
+    assert [r["val_mAP"] for r in res["history"]] == [0.5, 0.6, 0.9, 0.7, 0.65, 0.6]
+    saved = torch.load(load_model(tmp / "select").weights)
+    cut = len(t.tb.module.net._blocks) - 1
+    for k, v in states[2].items():
+        if k.startswith("blocks.0."):
+            name = k.replace("blocks.0.", f"_blocks.{cut}.")
+            assert torch.equal(saved[name], v), k
+    assert not all(torch.equal(states[2][k], states[5][k]) for k in states[2])
+    assert res["whitening_start"] == "lw"
+    _used_like_a_backbone(tmp / "select", data, states[2])
+
+
+def test_resume_continues_where_it_stopped(tiny) -> None:
+    """A run killed during its third epoch, resumed, matches three epochs in one go."""
+    from lookalike.train import train
+
+    tmp, data = tiny
+    straight = _trainer(tmp, data, "straight", _tiny_cfg(whiten="off")).fit()
+    t = _trainer(tmp, data, "resumed", _tiny_cfg(whiten="off"))
+    run_epoch = t.run_epoch
+
+    def killed_in_epoch_3() -> float:
+        if t.epoch == 2:
+            raise KeyboardInterrupt
+        return run_epoch()
+
+    t.run_epoch = killed_in_epoch_3
+    with pytest.raises(KeyboardInterrupt):
+        t.fit()
+    res = train(data, tmp / "resumed", cfg=_tiny_cfg(whiten="off"), resume=True)
+    assert [r["epoch"] for r in res["history"]] == [0, 1, 2, 3]
+    assert [r["loss"] for r in res["history"][1:]] == pytest.approx(
+        [r["loss"] for r in straight["history"][1:]], rel=1e-4)
+    log = [json.loads(x) for x in (tmp / "resumed" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1, 2, 3]
 
 
 def test_model_is_used_like_a_backbone(trained) -> None:
-    """The default pipeline with model= describes an image as the trained torch tail does."""
+    tmp, data, _, _, _ = trained
+    _used_like_a_backbone(tmp / "model", data)
+
+
+def _used_like_a_backbone(model: Path, data: Path, tail_state: dict | None = None) -> None:
+    """The default pipeline with model= describes an image as the trained torch tail does
+    (with its whitening when the model has one)."""
     from lookalike.features.deep import resize_max_side
     from lookalike.io import load_image as load_rgb
     from lookalike.pipelines import build
     from lookalike.train import load_model
     from lookalike.train.network import Tail, Trunk, split_backbone
 
-    tmp, data, cfg, _, _ = trained
-    spec = load_model(tmp / "model")
-    assert spec.backbone == "efficientnet-lite0" and spec.p != 3.0 and spec.whitening is not None
-    pipe = build("default", model=str(tmp / "model"))
+    spec = load_model(model)
+    cfg = spec.info["training"]["config"]
+    assert spec.backbone == "efficientnet-lite0" and spec.p != 3.0
+    assert (spec.whitening is not None) == (cfg["whiten"] != "off")
+    pipe = build("default", model=str(model))
     img = load_rgb(data / "class1" / "0.jpg")
     got = pipe.prepare(pipe.describe([img]))[0]
-    tb, cut = split_backbone("efficientnet-lite0", cfg.train_blocks, str(spec.weights))
-    tail = Tail(tb.module.net, cut, p=spec.p).eval()
-    x = resize_max_side(img, cfg.max_side).astype(np.float32)
+    tb, cut = split_backbone("efficientnet-lite0", cfg["train_blocks"], str(spec.weights))
+    tail = Tail(tb.module.net, cut, p=spec.p, whiten=spec.whitening is not None).eval()
+    if tail_state is not None:
+        tail.load_state_dict(tail_state)
+    x = resize_max_side(img, cfg["max_side"]).astype(np.float32)
     x = torch.from_numpy(((x - 127.0) / 128.0).transpose(2, 0, 1)[None].copy())
     with torch.no_grad():
-        ref = tail(Trunk(tb.module.net, cut)(x)).numpy()
-    ref = spec.post_steps()[0].apply(ref)[0]
+        ref = tail(Trunk(tb.module.net, cut)(x)).numpy()[0]
     assert float(got @ ref) > 0.999
     # a retrained model gets new weights and so a new ONNX export and feature cache key
     assert spec.weights.name != "efficientnet-lite0.pth" and spec.weights.exists()

@@ -16,7 +16,9 @@ def eval_cmd(
     pipeline: str = typer.Option("default", "--pipeline", "-p", help="Pipeline spec, e.g. default+aqe."),
     rerank: Optional[str] = typer.Option(None, help="Re-rank steps to add, e.g. dba+aqe."),
     compare: Optional[str] = typer.Option(None, help="Colour pipeline only: pearson, bhattacharyya, chi2, cosine."),
-    split: Optional[str] = typer.Option(None, help="split.json: evaluate among the test classes only."),
+    split: Optional[str] = typer.Option(None, help="split.json: evaluate among its test part only (see --protocol)."),
+    protocol: str = typer.Option("classes", help="With --split: 'classes' scores the test_classes' images "
+                                                 "(unseen classes), 'images' the test_images (seen classes)."),
     holdout_last: Optional[int] = typer.Option(None, help="Learn on all but the last N images; score on those N."),
     model: Optional[str] = typer.Option(None, help="A fine-tuned model folder: with pipeline default or gem, its GeM descriptor."),
     fit_on: Optional[str] = typer.Option(None, help="Dataset whose images fit learned steps (e.g. whitening); "
@@ -37,7 +39,7 @@ def eval_cmd(
                **extraction_options(max_side, scales, flip, foreground)}
     with progress_bar("describing", enabled=not as_json) as update:
         res = evaluate(dataset, spec, options, split=split, holdout_last=holdout_last, progress=update,
-                       rotate=rotate)
+                       rotate=rotate, protocol=protocol)
     if as_json:
         print_json(res)
         return

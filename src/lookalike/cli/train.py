@@ -14,16 +14,22 @@ def train_cmd(
     data: str = typer.Argument(..., help="Folder of class subfolders, a dataset folder with labels in "
                                          "gt.json, or a CSV of image_a,image_b,match rows."),
     out: str = typer.Option(..., "--out", "-o", help="Model folder to write (use it with --model)."),
-    split: Optional[str] = typer.Option(None, help="split.json: train on its train_classes only."),
+    split: Optional[str] = typer.Option(None, help="split.json: train on its training part only (see --protocol)."),
+    protocol: str = typer.Option("classes", help="With --split: 'classes' trains on train_classes, "
+                                                 "'images' on train_images."),
     loss: str = typer.Option("contrastive", help="contrastive (siamese) or triplet."),
     margin: Optional[float] = typer.Option(None, help="Loss margin (default 0.7 contrastive, 0.1 triplet)."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs (with --resume: the total to reach)."),
-    train_blocks: Optional[int] = typer.Option(None, help="Last MBConv blocks to train (plus head conv and GeM p)."),
+    epochs: Optional[int] = typer.Option(None, help="Most epochs (with --resume: the total to reach)."),
+    patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better validation mAP."),
+    train_blocks: Optional[int] = typer.Option(None, help="Last MBConv blocks to train, with the head conv (0: only GeM p and the whitening)."),
     views: Optional[int] = typer.Option(None, help="Cached views per image (1 = no augmentation)."),
+    augmentation: Optional[str] = typer.Option(None, help="dihedral (quarter turns and mirrors: aerial, "
+                                                          "texture, scans) or crops (images with an up)."),
     max_per_class: Optional[int] = typer.Option(None, help="Images used per class (0 = all)."),
-    queries: Optional[int] = typer.Option(None, "--queries", help="Training tuples mined per epoch."),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate."),
-    whiten: bool = typer.Option(False, "--whiten", help="Also learn a whitening from the positive pairs (Lw)."),
+    whiten: str = typer.Option("auto", help="Learnable whitening: on (starts from Lw, learned from the "
+                                            "positive pairs), auto (from Lw or the identity, the better on "
+                                            "validation), off."),
     backbone: Optional[str] = typer.Option(None, help="Backbone to fine-tune (efficientnet-lite0/1/2)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -34,9 +40,15 @@ def train_cmd(
 
     if loss not in ("contrastive", "triplet"):
         fail(f"--loss must be contrastive or triplet, not {loss!r}")
-    cfg = TrainConfig(loss=loss, margin=margin, whiten=whiten, seed=seed)
-    for name, value in (("epochs", epochs), ("train_blocks", train_blocks), ("views", views),
-                        ("queries_per_epoch", queries), ("lr", lr), ("backbone", backbone)):
+    if whiten not in ("auto", "on", "off"):
+        fail(f"--whiten must be auto, on or off, not {whiten!r}")
+    if protocol not in ("classes", "images"):
+        fail(f"--protocol must be classes or images, not {protocol!r}")
+    if augmentation not in (None, "dihedral", "crops"):
+        fail(f"--augmentation must be dihedral or crops, not {augmentation!r}")
+    cfg = TrainConfig(loss=loss, margin=margin, whiten=whiten, seed=seed, protocol=protocol)
+    for name, value in (("epochs", epochs), ("patience", patience), ("train_blocks", train_blocks),
+                        ("views", views), ("augmentation", augmentation), ("lr", lr), ("backbone", backbone)):
         if value is not None:
             setattr(cfg, name, value)
     if max_per_class is not None:
@@ -60,5 +72,7 @@ def train_cmd(
         return
     for row in res["history"]:
         console.print(f"epoch {row['epoch']}: loss {row['loss']}  val mAP {row['val_mAP']}  p {row['p']}")
-    console.print(f"model written to {res['model']} (best epoch {res['best_epoch']}, "
-                  f"{res['seconds']:.0f} s); use it with --model {res['model']}")
+    stop = " (stopped early)" if res["stopped_early"] else ""
+    white = f", whitening learned from {res['whitening_start']}" if res["whitening_start"] else ""
+    console.print(f"model written to {res['model']} (best epoch {res['best_epoch']} of {res['epochs_run']}{stop}, "
+                  f"val mAP {res['val_mAP']}{white}, {res['seconds']:.0f} s); use it with --model {res['model']}")

@@ -45,7 +45,11 @@ class Dataset:
 
     def restrict_classes(self, classes: set[str]) -> "Dataset":
         """Only the db images (and queries) whose label is in ``classes``."""
-        keep = [i for i, d in enumerate(self.db_ids) if self.labels.get(d) in classes]
+        return self.restrict_ids({d for d in self.db_ids if self.labels.get(d) in classes})
+
+    def restrict_ids(self, wanted: set[str]) -> "Dataset":
+        """Only the labelled db images whose id is in ``wanted`` (and the queries left with a match)."""
+        keep = [i for i, d in enumerate(self.db_ids) if d in wanted and d in self.labels]
         ids = {self.db_ids[i] for i in keep}
         qs = []
         for q in self.queries:

@@ -69,13 +69,26 @@ def dataset_paths(paths: list[Path]) -> Callable[[Any], dict[int, str]]:
     return lambda ids: {int(i): str(paths[int(i)]) for i in ids if 0 <= int(i) < len(paths)}
 
 
-def split_queries(ds: Dataset, split_file: Path) -> Dataset:
-    """Test classes of a split: every test image queries all other test images of the set."""
+SPLIT_PROTOCOLS = ("classes", "images")
+
+
+def split_queries(ds: Dataset, split_file: Path, protocol: str = "classes") -> Dataset:
+    """The test part of a split, where every test image queries all other test images:
+    ``classes``: the images of the test classes (unseen classes); ``images``: the ``test_images``
+    of every class (seen classes, new images)."""
     split = json.loads(Path(split_file).read_text())
-    test = set(split.get("test") or split.get("test_classes") or [])
-    if not test:
-        raise BadInputError(f"{split_file}: no 'test' class list")
-    sub = ds.restrict_classes(test)
+    if protocol == "classes":
+        test = set(split.get("test") or split.get("test_classes") or [])
+        if not test:
+            raise BadInputError(f"{split_file}: no 'test' class list")
+        sub = ds.restrict_classes(test)
+    elif protocol == "images":
+        ids = set(split.get("test_images") or [])
+        if not ids:
+            raise BadInputError(f"{split_file}: no 'test_images' list")
+        sub = ds.restrict_ids(ids)
+    else:
+        raise BadInputError(f"split protocol must be one of {', '.join(SPLIT_PROTOCOLS)}, not {protocol!r}")
     by_class: dict[str, list[str]] = {}
     for d in sub.db_ids:
         by_class.setdefault(sub.labels[d], []).append(d)
@@ -86,13 +99,15 @@ def split_queries(ds: Dataset, split_file: Path) -> Dataset:
 
 def evaluate(dataset: str | Path, spec: str = "default", options: dict[str, Any] | None = None,
              split: str | Path | None = None, holdout_last: int | None = None,
-             progress: Callable[[int, int], None] | None = None, rotate: bool = False) -> dict[str, Any]:
+             progress: Callable[[int, int], None] | None = None, rotate: bool = False,
+             protocol: str = "classes") -> dict[str, Any]:
     """Run the benchmark; returns the keys in ``KEYS``. ``rotate`` also queries with each query
-    image turned 90 degrees each way (``Pipeline.search_views``)."""
+    image turned 90 degrees each way (``Pipeline.search_views``). With a ``split``, ``protocol``
+    says which test part is scored (``split_queries``)."""
     options = dict(options or {})
     ds = Dataset.load(dataset)
     if split:
-        ds = split_queries(ds, Path(split))
+        ds = split_queries(ds, Path(split), protocol)
     if ds.task == "text":
         from lookalike.eval.text import evaluate_text
 

@@ -113,6 +113,26 @@ def split_classes(classes: list[str], val_fraction: float, seed: int = 0) -> tup
     return sorted(shuffled[n_val:]), sorted(shuffled[:n_val])
 
 
+def split_images(labels: list[str], val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """(training rows, validation rows): ``val_fraction`` of every class's images held out (at
+    least 2 where the class has 4 or more, so each validation image has a match), the rest trained on."""
+    rng = random.Random(seed)
+    by: dict[str, list[int]] = {}
+    for i, c in enumerate(labels):
+        by.setdefault(c, []).append(i)
+    train, val = [], []
+    for c in sorted(by):
+        idx = by[c][:]
+        rng.shuffle(idx)
+        n_val = max(2, round(len(idx) * val_fraction)) if val_fraction > 0 and len(idx) >= 4 else 0
+        val += idx[:n_val]
+        train += idx[n_val:]
+    return sorted(train), sorted(val)
+
+
+PROTOCOLS = ("classes", "images")  # unseen classes (train_classes / test_classes); seen classes, new images
+
+
 def train_classes_of(split_file: str | Path) -> set[str]:
     """The training class names of a ``split.json`` (``train_classes`` or ``train``)."""
     split = json.loads(Path(split_file).read_text())
@@ -120,3 +140,23 @@ def train_classes_of(split_file: str | Path) -> set[str]:
     if not names:
         raise ValueError(f"{split_file}: no 'train_classes' list")
     return set(names)
+
+
+def restrict_to_split(items: Labelled, data: str | Path, split_file: str | Path, protocol: str) -> Labelled:
+    """The training part of a split: its ``train_classes`` (protocol ``classes``) or its
+    ``train_images`` (protocol ``images``, image ids of the dataset's ``gt.json``)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    if protocol == "classes":
+        return items.subset(train_classes_of(split_file))
+    ids = set(json.loads(Path(split_file).read_text()).get("train_images") or [])
+    if not ids:
+        raise ValueError(f"{split_file}: no 'train_images' list")
+    gt_file = Path(data) / "gt.json"
+    if not gt_file.exists():
+        raise ValueError(f"{data}: protocol 'images' needs a dataset with gt.json")
+    gt = json.loads(gt_file.read_text())
+    db_dir = Path(data) / gt.get("db_dir", "images")
+    keep = {db_dir / d["file"] for d in gt["db"] if d["id"] in ids}
+    rows = [i for i, p in enumerate(items.paths) if p in keep]
+    return Labelled([items.paths[i] for i in rows], [items.labels[i] for i in rows])

@@ -12,30 +12,38 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lookalike.eval.metrics import average_precision, precision_at, ranked_relevance
-from lookalike.train.data import Labelled, read_labelled, split_classes, train_classes_of
+from lookalike.train.data import Labelled, read_labelled, restrict_to_split, split_images
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+# Learning-rate factors of the network's layers, GeM p (one number: it may move fast) and the
+# whitening (a D x D matrix, where Adam moves every entry by about the learning rate)
+LR_SCALES = (1.0, 10.0, 1.0)
 
 
 @dataclass
 class TrainConfig:
     """Training settings; the defaults are the ones measured in BENCHMARKS.md (fine-tuning section)."""
 
-    loss: str = "contrastive"
+    loss: str = "contrastive"  # in-batch: every pair of a batch, hard negatives (inside the margin) only
     margin: float | None = None  # None: 0.7 for contrastive, 0.1 for triplet
-    epochs: int = 4
+    epochs: int = 30  # at most; early stopping usually ends sooner
+    patience: int = 5  # epochs without a better validation mAP before stopping
     backbone: str = "efficientnet-lite2"
-    train_blocks: int = 1  # last MBConv blocks trained (plus the head conv and GeM p)
+    train_blocks: int = 0  # last MBConv blocks trained with the head conv (0: backbone frozen)
     max_side: int = 352
-    views: int = 1  # cached views per training image (view 0 unaugmented; >1 adds trunk passes)
-    max_per_class: int | None = 40
-    queries_per_epoch: int = 200
-    negatives: int = 5
-    batch: int = 8  # tuples per optimiser step
-    lr: float = 3e-4  # 1e-5 barely moves the tail in ~100 steps; more training hurt unseen classes
+    augmentation: str = "dihedral"  # or "crops" (for images that have an "up")
+    views: int = 4  # cached views per training image (view 0 unaugmented; each view is one trunk pass)
+    max_per_class: int | None = None
+    per_class: int = 4  # images of a class in a batch
+    classes_per_batch: int = 8
+    lr: float = 1e-3  # cosine-decayed over ``epochs`` (scaled per part by ``LR_SCALES``); 1e-4 too slow
     weight_decay: float = 1e-4
-    val_fraction: float = 0.15
-    whiten: bool = False
+    val_fraction: float = 0.2  # of every class's images, held out to choose the epoch
+    whiten: str = "auto"  # learnable whitening, starting from Lw ("on"), the identity, or the better
+    # of the two on validation ("auto"); "off": none
+    protocol: str = "classes"  # which half of a split.json to train on: train_classes or train_images
     seed: int = 0
     threads: int | None = None
 
@@ -50,15 +58,17 @@ class Prepared:
 
 
 def load_data(data: str | Path, split: str | Path | None, cfg: TrainConfig) -> tuple[Labelled, Labelled]:
-    """(training images, validation images): the split's train classes, capped, class-disjoint."""
+    """(training images, validation images): the split's training part, capped; ``val_fraction``
+    of every class's images held out for validation."""
     items = read_labelled(data)
     if split:
-        items = items.subset(train_classes_of(split))
-    if len(items.classes()) < 3:
-        raise ValueError("training needs at least 3 classes")
+        items = restrict_to_split(items, data, split, cfg.protocol)
+    if len(items.classes()) < 2:
+        raise ValueError("training needs at least 2 classes")
     items = items.cap(cfg.max_per_class, cfg.seed)
-    tr, va = split_classes(items.classes(), cfg.val_fraction, cfg.seed)
-    return items.subset(set(tr)), items.subset(set(va))
+    tr, va = split_images(items.labels, cfg.val_fraction, cfg.seed)
+    pick = lambda rows: Labelled([items.paths[i] for i in rows], [items.labels[i] for i in rows])  # noqa: E731
+    return pick(tr), pick(va)
 
 
 def describe(tail, maps: Sequence[np.ndarray], grad: bool = False, chunk: int = 32):
@@ -118,6 +128,10 @@ class Trainer:
 
         from lookalike.train.network import Tail, split_backbone, trunk_onnx
 
+        if cfg.loss not in ("contrastive", "triplet"):
+            raise ValueError(f"loss must be contrastive or triplet, not {cfg.loss!r}")
+        if cfg.whiten not in ("auto", "on", "off"):
+            raise ValueError(f"whiten must be auto, on or off, not {cfg.whiten!r}")
         self.cfg, self.out = cfg, Path(out)
         self.progress = progress or (lambda stage, done, total: None)
         torch.manual_seed(cfg.seed)
@@ -125,9 +139,12 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.tb, cut = split_backbone(cfg.backbone, cfg.train_blocks)
         self.onnx = trunk_onnx(self.tb, cut)
-        self.tail = Tail(self.tb.module.net, cut)
-        params = [{"params": [p for n, p in self.tail.named_parameters() if n != "gem.p"]},
-                  {"params": [self.tail.gem.p], "lr": cfg.lr * 10, "weight_decay": 0.0}]
+        self.tail = Tail(self.tb.module.net, cut, whiten=cfg.whiten != "off")
+        named = dict(self.tail.named_parameters())
+        white = [p for n, p in named.items() if n.startswith("white.")]
+        params = [{"params": [p for n, p in named.items() if n != "gem.p" and not n.startswith("white.")]},
+                  {"params": [named["gem.p"]], "weight_decay": 0.0},
+                  {"params": white, "weight_decay": 0.0}]
         self.opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.rng = np.random.default_rng(cfg.seed)
         self.history: list[dict[str, Any]] = []
@@ -140,10 +157,14 @@ class Trainer:
         from lookalike.train.views import TrunkCache
 
         cache = TrunkCache(self.onnx, self.cfg.max_side, self.cfg.seed, self.tb.mean, self.tb.std,
-                           threads=self.cfg.threads)
-        step = lambda d, t: self.progress("caching trunk views", d, t)  # noqa: E731
-        self.train = self._prepared(train, cache.maps(train.paths, self.cfg.views, step))
-        self.val = self._prepared(val, cache.maps(val.paths, 1, step)) if len(val) else None
+                           threads=self.cfg.threads, augmentation=self.cfg.augmentation)
+        n_train, n_val = len(train) * self.cfg.views, len(val)
+        train_maps = cache.maps(train.paths, self.cfg.views,
+                                lambda d, t: self.progress("caching trunk views", d, n_train + n_val))
+        self.train = self._prepared(train, train_maps)
+        self.val = self._prepared(val, cache.maps(
+            val.paths, 1, lambda d, t: self.progress("caching trunk views", n_train + d, n_train + n_val))) \
+            if len(val) else None
 
     @staticmethod
     def _prepared(data: Labelled, maps: list[list[np.ndarray]]) -> Prepared:
@@ -152,78 +173,98 @@ class Trainer:
 
     # -- epochs --------------------------------------------------------------------------------
     def validate(self) -> tuple[float | None, float | None]:
+        """(mAP, P@10) of the held-out images, each querying the others (None without any)."""
         if self.val is None:
             return None, None
         self.tail.eval()
         d = describe(self.tail, self.val.maps[0]).numpy()
         return leave_one_out_map(d, self.val.label_ids)
 
+    def init_whitening(self) -> str | None:
+        """Start the whitening from Lw (learned from same-class pairs over every cached view of
+        the training images) or, with ``auto``, from whichever of Lw and the identity scores
+        better on validation."""
+
+        from lookalike.train.whiten import learn_whitening, positive_pairs
+
+        white = self.tail.white
+        if white is None:
+            return None
+        self.tail.eval()
+        tr = self.train
+        d = np.concatenate([describe(self.tail.pooled, maps).numpy() for maps in tr.maps])
+        labels = np.tile(tr.label_ids, len(tr.maps))
+        qi, pi = positive_pairs(labels, 10, np.random.default_rng(self.cfg.seed))
+        mean, proj = learn_whitening(d, qi, pi)
+        proj *= np.sqrt(len(proj)) / np.linalg.norm(proj)  # the identity's scale, so lr means the same
+        plain = self.validate()[0] if self.cfg.whiten == "auto" else None
+        white.set(mean, proj)
+        if plain is not None and self.validate()[0] <= plain:
+            white.set(np.zeros_like(mean), np.eye(len(proj), dtype=np.float32))
+            return "identity"
+        return "lw"
+
+    def lr_at(self, epoch: int) -> float:
+        """Cosine decay from ``lr`` over the configured epochs (a function of the epoch, so a
+        resumed run continues the same schedule)."""
+        return self.cfg.lr * 0.5 * (1.0 + np.cos(np.pi * epoch / max(self.cfg.epochs, 1)))
+
     def run_epoch(self) -> float:
+        """One pass over the training images in P×K batches, each image in one of its cached views."""
         import torch
 
-        from lookalike.train.mining import mine_tuples
+        from lookalike.train.losses import BATCH_LOSSES, DEFAULT_MARGIN
+        from lookalike.train.mining import pk_batches
 
         cfg, tr = self.cfg, self.train
-        self.tail.eval()
-        desc = describe(self.tail, tr.maps[0]).numpy()
-        n_q = min(cfg.queries_per_epoch, len(desc))
-        queries = self.rng.choice(len(desc), n_q, replace=False)
-        qi, pi, ni = mine_tuples(desc, tr.label_ids, queries, cfg.negatives, self.rng)
+        lr = self.lr_at(self.epoch)
+        for group, scale in zip(self.opt.param_groups, LR_SCALES):
+            group["lr"] = lr * scale
+        batches = pk_batches(tr.label_ids, cfg.per_class, cfg.classes_per_batch, self.rng)
+        margin = cfg.margin if cfg.margin is not None else DEFAULT_MARGIN[cfg.loss]
         self.tail.train()
         losses = []
-        n_steps = (len(qi) + cfg.batch - 1) // cfg.batch
-        for s in range(n_steps):
-            sl = slice(s * cfg.batch, (s + 1) * cfg.batch)
-            loss = self.batch_loss(qi[sl], pi[sl], ni[sl], grad=True)
+        for s, rows in enumerate(batches):
+            views = self.rng.integers(len(tr.maps), size=len(rows))
+            maps = common_crop([tr.maps[v][i] for i, v in zip(rows, views)], self.rng)
+            d = describe(self.tail, maps, grad=True)
+            loss = BATCH_LOSSES[cfg.loss](d, torch.from_numpy(tr.label_ids[rows]), margin)
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()
             with torch.no_grad():
                 self.tail.gem.p.clamp_(1.0, 8.0)
             losses.append(float(loss.detach()))
-            self.progress(f"epoch {self.epoch + 1}/{cfg.epochs}", s + 1, n_steps)
+            self.progress(f"epoch {self.epoch + 1}/{cfg.epochs}", s + 1, len(batches))
         return float(np.mean(losses)) if losses else 0.0
 
-    def batch_loss(self, q: np.ndarray, p: np.ndarray, n: np.ndarray, grad: bool = False):
-        """The loss of tuples (query, positive, negatives (B, K)); query and positive use random views."""
-        import torch
-
-        from lookalike.train.losses import DEFAULT_MARGIN, LOSSES
-
-        cfg, tr = self.cfg, self.train
-        views = cfg.views if grad else 1
-        keys = ([(int(i), int(self.rng.integers(views))) for i in q]
-                + [(int(i), int(self.rng.integers(views))) for i in p]
-                + [(int(i), 0) for i in n.ravel()])
-        uniq = list(dict.fromkeys(keys))
-        pos_of = {k: j for j, k in enumerate(uniq)}
-        maps = [tr.maps[v][i] for i, v in uniq]
-        d = describe(self.tail, common_crop(maps, self.rng) if grad else maps, grad=grad)
-        rows = torch.tensor([pos_of[k] for k in keys])
-        b = len(q)
-        dn = d[rows[2 * b:]].view(b, n.shape[1], -1)
-        margin = cfg.margin if cfg.margin is not None else DEFAULT_MARGIN[cfg.loss]
-        return LOSSES[cfg.loss](d[rows[:b]], d[rows[b:2 * b]], dn, margin)
+    def stopped_early(self) -> bool:
+        """No better validation mAP for ``patience`` epochs."""
+        return self.val is not None and self.epoch - self.best[1] >= self.cfg.patience
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train for ``cfg.epochs`` (continuing a checkpoint when ``resume``); write the model."""
+        """Train until ``cfg.epochs`` or early stopping (continuing a checkpoint when ``resume``);
+        write the model of the best validation epoch."""
         self.out.mkdir(parents=True, exist_ok=True)
         if resume and self._ckpt_path().exists():
             self._load_checkpoint()
         elif not self.history:
             t = time.perf_counter()
+            start = self.init_whitening()
             mAP, p10 = self.validate()
-            self._record({"epoch": 0, "loss": None, "val_mAP": mAP, "val_P@10": p10,
-                          "p": float(self.tail.gem.p.detach()), "seconds": round(time.perf_counter() - t, 1)})
+            self._record({"epoch": 0, "loss": None, "val_mAP": _r(mAP), "val_P@10": _r(p10), "whitening_start": start,
+                          "p": round(float(self.tail.gem.p.detach()), 4),
+                          "seconds": round(time.perf_counter() - t, 1)})
             self.best = (mAP if mAP is not None else -1.0, 0)
             self.best_state = self._tail_state()
-        while self.epoch < self.cfg.epochs:
+        while self.epoch < self.cfg.epochs and not self.stopped_early():
             t = time.perf_counter()
             loss = self.run_epoch()
             self.epoch += 1
             mAP, p10 = self.validate()
-            self._record({"epoch": self.epoch, "loss": round(loss, 5), "val_mAP": mAP, "val_P@10": p10,
-                          "p": round(float(self.tail.gem.p.detach()), 4), "seconds": round(time.perf_counter() - t, 1)})
+            self._record({"epoch": self.epoch, "loss": round(loss, 5), "val_mAP": _r(mAP), "val_P@10": _r(p10),
+                          "p": round(float(self.tail.gem.p.detach()), 4),
+                          "seconds": round(time.perf_counter() - t, 1)})
             if mAP is None or mAP > self.best[0]:
                 self.best = (mAP if mAP is not None else -1.0, self.epoch)
                 self.best_state = self._tail_state()
@@ -250,7 +291,8 @@ class Trainer:
 
         state = {"epoch": self.epoch, "tail": self._tail_state(), "opt": self.opt.state_dict(),
                  "history": self.history, "best": self.best, "best_tail": self.best_state,
-                 "rng": self.rng.bit_generator.state, "config": asdict(self.cfg)}
+                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                 "config": asdict(self.cfg)}
         tmp = self._ckpt_path().with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self._ckpt_path())
@@ -264,25 +306,29 @@ class Trainer:
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
         self.best, self.best_state = tuple(state["best"]), state["best_tail"]
         self.rng.bit_generator.state = state["rng"]
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
 
     def _write_model(self) -> dict[str, Any]:
         from lookalike.train.model import save_model
         from lookalike.train.network import full_state_dict
 
-        white = None
-        if self.cfg.whiten:
-            from lookalike.train.whiten import LearnedWhitening, learn_whitening, positive_pairs
+        from lookalike.train.whiten import LearnedWhitening
 
-            self.tail.eval()
-            d = describe(self.tail, self.train.maps[0]).numpy()
-            qi, pi = positive_pairs(self.train.label_ids, 10, np.random.default_rng(self.cfg.seed))
-            white = LearnedWhitening(*learn_whitening(d, qi, pi))
-        info = {"config": asdict(self.cfg), "best_epoch": self.best[1], "val_mAP": self.best[0],
+        w = self.tail.white
+        white = None if w is None else LearnedWhitening(w.mean.detach().numpy().copy(), w.proj.detach().numpy().copy())
+        info = {"config": asdict(self.cfg), "best_epoch": self.best[1], "val_mAP": _r(self.best[0]),
+                "epochs_run": self.epoch, "stopped_early": self.stopped_early() and self.epoch < self.cfg.epochs,
+                "whitening_start": self.history[0].get("whitening_start"),
                 "train_images": len(self.train.data), "train_classes": len(self.train.data.classes()),
-                "val_classes": len(self.val.data.classes()) if self.val else 0}
+                "val_images": len(self.val.data) if self.val else 0}
         save_model(self.out, self.cfg.backbone, full_state_dict(self.tb), float(self.tail.gem.p.detach()),
                    self.cfg.max_side, white, info)
         return {"model": str(self.out), **info, "history": self.history}
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
 
 
 def plot_history(history: list[dict[str, Any]], path: Path) -> None:
@@ -300,7 +346,7 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     pts = [(r["epoch"], r["val_mAP"]) for r in history if r.get("val_mAP") is not None]
     if pts:
         b.plot(*zip(*pts), marker="o", color="tab:green")
-    b.set(xlabel="epoch", ylabel="mAP", title="validation mAP (held-out classes)")
+    b.set(xlabel="epoch", ylabel="mAP", title="validation mAP (held-out images)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

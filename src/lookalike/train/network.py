@@ -1,5 +1,6 @@
 """The backbone cut in two: a frozen trunk (run once per image through ONNX Runtime, its output
-cached) and a trainable tail (the last MBConv blocks, the head conv and GeM with a learnable p)."""
+cached) and a trainable tail (the last MBConv blocks and the head conv, unless none is trained),
+then GeM with a learnable p and a learnable whitening ((x − mean) · P, then L2)."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,8 @@ from lookalike.features.backbone import TorchBackbone, load_torch_backbone
 
 
 class Trunk(nn.Module):
-    """Stem and the first ``cut`` MBConv blocks of an EfficientNet (frozen)."""
+    """Stem and the first ``cut`` MBConv blocks of an EfficientNet (frozen); with every block
+    (``cut`` = their number) the head conv too, so the output is the last conv map."""
 
     def __init__(self, net: nn.Module, cut: int) -> None:
         super().__init__()
@@ -25,6 +27,8 @@ class Trunk(nn.Module):
         x = net._swish(net._bn0(net._conv_stem(x)))
         for block in net._blocks[:self.cut]:
             x = block(x)
+        if self.cut == len(net._blocks):
+            x = net._swish(net._bn1(net._conv_head(x)))
         return x
 
 
@@ -40,17 +44,41 @@ class GeM(nn.Module):
         return x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
 
 
-class Tail(nn.Module):
-    """The trainable part: trunk output (B, C, h, w) -> L2-normalised GeM descriptor (B, 1280).
+class Whiten(nn.Module):
+    """A learnable whitening of GeM descriptors, (x − mean) · P then L2 (the ``LearnedWhitening``
+    step of a saved model); it starts as the identity or from a given whitening."""
 
-    Batch-norm statistics stay frozen (eval mode) since training batches are small.
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.mean = nn.Parameter(torch.zeros(dim))
+        self.proj = nn.Parameter(torch.eye(dim))
+
+    def set(self, mean, proj) -> None:
+        with torch.no_grad():
+            self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            self.proj.copy_(torch.as_tensor(proj, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize((x - self.mean) @ self.proj, dim=1)
+
+
+class Tail(nn.Module):
+    """The trainable part: trunk output (B, C, h, w) -> L2-normalised GeM descriptor (B, 1280),
+    then, when ``whiten``, the learnable whitening.
+
+    With ``cut`` past the last block the trunk already ends with the head conv, and only GeM's p
+    (and the whitening) are left to learn. Batch-norm statistics stay frozen (eval mode) since
+    training batches are small.
     """
 
-    def __init__(self, net: nn.Module, cut: int, p: float = 3.0) -> None:
+    def __init__(self, net: nn.Module, cut: int, p: float = 3.0, whiten: bool = False) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(net._blocks[cut:])
-        self.conv_head, self.bn1, self.act = net._conv_head, net._bn1, net._swish
+        self.head = cut < len(net._blocks)
+        if self.head:
+            self.conv_head, self.bn1, self.act = net._conv_head, net._bn1, net._swish
         self.gem = GeM(p)
+        self.white = Whiten(net._conv_head.out_channels) if whiten else None
 
     def train(self, mode: bool = True) -> "Tail":
         super().train(mode)
@@ -62,10 +90,15 @@ class Tail(nn.Module):
     def fmap(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = block(x)
-        return self.act(self.bn1(self.conv_head(x)))
+        return self.act(self.bn1(self.conv_head(x))) if self.head else x
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The L2-normalised GeM descriptor (what the backbone alone gives)."""
+        return nn.functional.normalize(self.gem(self.fmap(x)), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(self.gem(self.fmap(x)), dim=1)
+        d = self.pooled(x)
+        return self.white(d) if self.white is not None else d
 
 
 def split_backbone(name: str, train_blocks: int, weights: str | None = None) -> tuple[TorchBackbone, int]:
@@ -79,7 +112,8 @@ def split_backbone(name: str, train_blocks: int, weights: str | None = None) -> 
 
 def trunk_onnx(tb: TorchBackbone, cut: int) -> Path:
     """The trunk exported to ONNX once (cached by the weights' identity and the cut)."""
-    path = cache_dir() / "models" / f"{tb.name}-{tb.weights_id}-trunk{cut}.onnx"
+    head = "-head" if cut == len(tb.module.net._blocks) else ""
+    path = cache_dir() / "models" / f"{tb.name}-{tb.weights_id}-trunk{cut}{head}.onnx"
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,11 @@
 """Augmented views of training images pushed through the frozen trunk once, cached on disk.
 
-View 0 is the image as it is indexed (long side ``max_side``); views 1.. are random resized crops,
-mirrored half of the time, with brightness / contrast / saturation jitter. Augmentation has to
-happen before the trunk, so each view is one trunk pass, computed once and reused every epoch.
+View 0 is the image as it is indexed (long side ``max_side``). The other views depend on the
+augmentation: ``dihedral`` turns the image by a multiple of 90 degrees and/or mirrors it (images
+seen from above, textures and documents scanned any way round have no "up"; each image gets its
+own seeded choice of the 7 non-identity transforms), ``crops`` takes random resized crops,
+mirrored half of the time, with colour jitter. Augmentation has to happen before the trunk, so
+each view is one trunk pass, computed once and reused every epoch.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from lookalike.features.deep import resize_max_side
 from lookalike.io import load_image
 
 AUG_VERSION = 2
+AUGMENTATIONS = ("dihedral", "crops")
 
 
 def augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -38,34 +42,64 @@ def augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(im)
 
 
-def make_view(path: Path, view: int, max_side: int, seed: int) -> np.ndarray:
+def dihedral(rgb: np.ndarray, k: int) -> np.ndarray:
+    """Transform ``k`` (0..7) of the square's symmetry group: ``k % 4`` quarter turns, mirrored when k >= 4."""
+    out = np.rot90(rgb, k % 4)
+    if k >= 4:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def _image_rng(path: Path, seed: int, what: str) -> np.random.Generator:
+    """Seeded by the image's folder and name, so a moved dataset gets the same views."""
+    where = f"{Path(path).parent.name}/{Path(path).name}"
+    digest = hashlib.sha1(f"{seed}|{where}|{what}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def dihedral_of(path: Path, view: int, seed: int) -> int:
+    """The dihedral transform of ``view``: 0 for view 0, then a per-image order of the other 7."""
+    if view == 0:
+        return 0
+    order = _image_rng(path, seed, "dihedral").permutation(np.arange(1, 8))
+    return int(order[(view - 1) % 7])
+
+
+def make_view(path: Path, view: int, max_side: int, seed: int, augmentation: str = "dihedral") -> np.ndarray:
     """The RGB input of one view of one image (view 0: no augmentation)."""
     rgb = load_image(path)
-    if view > 0:  # seeded by the image's folder and name, so a moved dataset gets the same views
-        where = f"{Path(path).parent.name}/{Path(path).name}"
-        digest = hashlib.sha1(f"{seed}|{where}|{view}".encode()).digest()
-        rgb = augment(rgb, np.random.default_rng(int.from_bytes(digest[:8], "little")))
-    return resize_max_side(rgb, max_side)
+    if view > 0 and augmentation == "crops":
+        rgb = augment(rgb, _image_rng(path, seed, str(view)))
+    rgb = resize_max_side(rgb, max_side)
+    if view > 0 and augmentation == "dihedral":
+        rgb = dihedral(rgb, dihedral_of(path, view, seed))
+    return rgb
 
 
 class TrunkCache:
     """Trunk outputs (C, h, w) float16 per (image, view), one ``.npy`` per entry under the cache."""
 
     def __init__(self, onnx_path: Path, max_side: int, seed: int = 0, mean: float = 127.0,
-                 std: float = 128.0, threads: int | None = None) -> None:
+                 std: float = 128.0, threads: int | None = None, augmentation: str = "dihedral") -> None:
         import onnxruntime as ort
 
+        if augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}, not {augmentation!r}")
         self.max_side, self.seed, self.mean, self.std = max_side, seed, mean, std
+        self.augmentation = augmentation
         self.dir = cache_dir() / "train" / onnx_path.stem
         self.dir.mkdir(parents=True, exist_ok=True)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # a shared CPU: no spinning
         self._sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
     def _file(self, path: Path, view: int) -> Path:
         st = os.stat(path)
         key = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.max_side}|{view}|{self.seed}|{AUG_VERSION}"
+        if view > 0 and self.augmentation != "crops":  # view 0 is shared by every augmentation
+            key += f"|{self.augmentation}"
         return self.dir / (hashlib.sha1(key.encode()).hexdigest()[:20] + ".npy")
 
     def _run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -99,7 +133,8 @@ class TrunkCache:
         with ThreadPoolExecutor(max_workers=2) as pool:
             for s in range(0, len(todo), batch):
                 chunk = todo[s:s + batch]
-                ims = list(pool.map(lambda j: make_view(paths[j[0]], j[1], self.max_side, self.seed), chunk))
+                ims = list(pool.map(lambda j: make_view(paths[j[0]], j[1], self.max_side, self.seed,
+                                                        self.augmentation), chunk))
                 for (i, v, f), fmap in zip(chunk, self._run(ims)):
                     arr = fmap.astype(np.float16)
                     tmp = f.with_name(f.stem + f".{os.getpid()}.tmp.npy")
