@@ -348,6 +348,28 @@ def test_interrupted_move_loses_nothing(tmp_path, copy):
     assert (dest / JOURNAL).exists()
 
 
+def test_finish_after_a_kill_between_a_copy_and_the_removal_of_its_source(tmp_path):
+    """Across file systems a move is copy, rename into place, unlink: killed between the last two,
+    both files exist (equal, not one file); finishing removes the source, keeps the copy."""
+    folder, dest = tmp_path / "files", tmp_path / "dest"
+    folder.mkdir()
+    dest.mkdir()
+    (folder / "a.jpg").write_bytes(b"same bytes")
+    (dest / "a.jpg").write_bytes(b"same bytes")
+    (dest / JOURNAL).write_text(json.dumps({"move": str(folder / "a.jpg"), "to": str(dest / "a.jpg")}) + "\n")
+    rep = finish(dest)
+    assert rep.moved == [(str(folder / "a.jpg"), str(dest / "a.jpg"))]
+    assert not (folder / "a.jpg").exists() and (dest / "a.jpg").read_bytes() == b"same bytes"
+    assert not unfinished(dest)
+    (folder / "b.jpg").write_bytes(b"one")  # a different file at the target is never overwritten
+    (dest / "b.jpg").write_bytes(b"two")
+    with open(dest / JOURNAL, "a") as j:
+        j.write(json.dumps({"move": str(folder / "b.jpg"), "to": str(dest / "b.jpg")}) + "\n")
+    with pytest.raises(BadInputError):
+        finish(dest)
+    assert (folder / "b.jpg").read_bytes() == b"one" and (dest / "b.jpg").read_bytes() == b"two"
+
+
 def test_move_never_overwrites_and_refuses_reference(tmp_path):
     a, b, dest = tmp_path / "a", tmp_path / "b", tmp_path / "dest"
     a.mkdir()

@@ -9,6 +9,7 @@ Moving to the trash uses ``send2trash`` (the desktop's trash, itself a rename).
 """
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import shutil
@@ -159,7 +160,11 @@ def finish(dest: str | os.PathLike) -> MoveReport:
     rep = MoveReport()
     for src, dst in unfinished(dest):
         if os.path.lexists(src):
-            move_one(src, dst)
+            if (os.path.lexists(dst) and not _same_file(src, dst) and os.path.isfile(dst)
+                    and filecmp.cmp(src, dst, shallow=False)):
+                os.unlink(src)  # killed between a copy's rename into place and the source's removal
+            else:
+                move_one(src, dst)
             rep.moved.append((src, dst))
         elif os.path.lexists(dst):
             rep.moved.append((src, dst))
