@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 
-import imagehash
 import numpy as np
 from PIL import Image
 
@@ -31,6 +30,8 @@ def pixel_digest(rgb: np.ndarray) -> str:
 
 def dihedral_phashes(rgb: np.ndarray) -> np.ndarray:
     """(8,) uint64: the 64-bit pHash of the image in each orientation of ``ORIENTATIONS``."""
+    import imagehash  # on first use: searches never hash
+
     im = Image.fromarray(np.ascontiguousarray(rgb, np.uint8)).convert("L")
     im = im.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BOX)
     out = np.zeros(8, np.uint64)
