@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
-import time
 
 import pytest
 
 import lookalike
 from dupdata import make_collection
-from test_server_browser import CHROMIUM, DRIVER, SRC, browser, free_port, get_json, screenshot  # noqa: F401
+from test_server_browser import CHROMIUM, DRIVER, browser, get_json, screenshot, serving  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)),
                                 reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {DRIVER})")
@@ -23,32 +19,8 @@ def dup_server(tmp_path):
     idx = lookalike.open(tmp_path / "idx", pipeline="color")
     idx.add(photos)
     idx.close()
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    env.pop("LOOKALIKE_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-c", "from lookalike.cli import main; main()", "serve",
-                             "--index", str(tmp_path / "idx"), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    base = f"http://127.0.0.1:{port}"
-    token, lines = None, []
-    try:
-        deadline = time.monotonic() + 90
-        while token is None and time.monotonic() < deadline and proc.poll() is None:
-            line = proc.stdout.readline()
-            lines.append(line)
-            m = re.search(r"write token \(adding/removing images\): (\S+)", line)
-            token = m.group(1) if m else None
-        assert token, "".join(lines)
-        while time.monotonic() < deadline:
-            try:
-                assert get_json(base + "/healthz")["images"] == 12
-                break
-            except OSError:
-                time.sleep(0.3)
+    with serving(tmp_path / "idx", images=12) as (base, token):
         yield base, token, tmp_path
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 FITS = """
