@@ -76,14 +76,41 @@ ROW_COLUMNS = "id, path, size, mtime, hash, status, error, width, height"
 META_COLUMNS = "taken, camera, type, folder"
 
 
+class ThreadConnections:
+    """One SQLite connection per thread, each kept so that ``close`` can close them all (the last
+    one closed checkpoints the write-ahead log)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection | None:
+        return getattr(self._local, "conn", None)
+
+    def keep(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        self._local.conn = conn
+        with self._lock:
+            self._opened.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._opened = self._opened, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.ProgrammingError:
+                pass
+        self._local = threading.local()
+
+
 class Catalog:
     """Image metadata, errors, settings and raw descriptors in ``catalog.sqlite``."""
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = Path(path)
-        self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []  # every thread's connection, closed by close()
-        self._opened_lock = threading.Lock()
+        self._conns = ThreadConnections()
         self.readonly = readonly
         self._immutable = readonly and not Path(str(self.path) + "-wal").exists()
         if not readonly:
@@ -113,7 +140,7 @@ class Catalog:
     # -- connections -------------------------------------------------------------------------
     @property
     def db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+        conn = self._conns.get()
         if conn is None:
             uri = (f"file:{self.path}?mode=ro" + ("&immutable=1" if self._immutable else "")
                    if self.readonly else f"file:{self.path}")
@@ -123,9 +150,7 @@ class Catalog:
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-            with self._opened_lock:
-                self._opened.append(conn)
+            self._conns.keep(conn)
         return conn
 
     def tx(self) -> "_Tx":
@@ -154,14 +179,7 @@ class Catalog:
 
     def close(self) -> None:
         """Close every thread's connection (the last one closed checkpoints the write-ahead log)."""
-        with self._opened_lock:
-            conns, self._opened = self._opened, []
-        for conn in conns:
-            try:
-                conn.close()
-            except sqlite3.ProgrammingError:
-                pass
-        self._local = threading.local()
+        self._conns.close()
 
     # -- settings ----------------------------------------------------------------------------
     def get_setting(self, key: str, default: Any = None) -> Any:

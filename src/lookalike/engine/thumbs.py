@@ -14,12 +14,13 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 from PIL import Image
+
+from lookalike.engine.catalog import ThreadConnections
 
 THUMB_SIDE = 256  # long side, in pixels (never upscaled)
 THUMB_QUALITY = 80  # JPEG: about 10 KB a thumbnail
@@ -49,12 +50,10 @@ class ThumbStore:
     def __init__(self, path: str | os.PathLike, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
-        self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._conns = ThreadConnections()
 
     def _db(self, create: bool = False) -> sqlite3.Connection | None:
-        conn = getattr(self._local, "conn", None)
+        conn = self._conns.get()
         if conn is not None:
             return conn
         if not self.path.exists() and not (create and not self.readonly):
@@ -66,10 +65,7 @@ class ThumbStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(self.SCHEMA)
-        self._local.conn = conn
-        with self._lock:
-            self._opened.append(conn)
-        return conn
+        return self._conns.keep(conn)
 
     def read(self, digest: str | None) -> bytes | None:
         db = self._db() if digest else None
@@ -130,11 +126,4 @@ class ThumbStore:
             return set()
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._opened = self._opened, []
-        for conn in conns:
-            try:
-                conn.close()
-            except sqlite3.ProgrammingError:
-                pass
-        self._local = threading.local()
+        self._conns.close()
