@@ -40,7 +40,7 @@ import numpy as np
 import psutil
 
 from lookalike.config import cache_dir
-from lookalike.store.factory import auto_options, make_store
+from lookalike.store.factory import auto_options, load_store, make_store
 from lookalike.store.flat import FlatStore
 from lookalike.store.tuning import DEFAULT_RECALL, tune
 
@@ -177,18 +177,24 @@ def run(args: argparse.Namespace) -> dict:
     gt_scores, gt_ids = ground_truth(mix, n, q, k + 1, key)
     gt_s = time.perf_counter() - t
 
-    store = make_store(args.store, dim, "ip", n_expected=n, memory_budget_mb=args.budget_mb)
     t = time.perf_counter()
-    size = 0
-    if not store.is_trained:
-        size = args.train or getattr(store, "max_train", 100_000)
-        store.train(np.vstack([x for _, x in mix.chunks(min(n, size))]))
-    for start, x in mix.chunks(n):
-        store.add(np.arange(start, start + len(x)), x)
+    size, loaded = 0, bool(args.store_dir and (args.store_dir / "manifest.json").exists())
+    if loaded:  # a store this command built and saved before: measure it again
+        store = load_store(args.store_dir)
+    else:
+        store = make_store(args.store, dim, "ip", n_expected=n, memory_budget_mb=args.budget_mb)
+        if not store.is_trained:
+            size = args.train or getattr(store, "max_train", 100_000)
+            store.train(np.vstack([x for _, x in mix.chunks(min(n, size))]))
+        for start, x in mix.chunks(n):
+            store.add(np.arange(start, start + len(x)), x)
+        del x  # the last chunk: not part of the store's memory
     build_s = time.perf_counter() - t
     tuning, tune_s = None, 0.0
     opts = auto_options(args.store)
-    if opts is not None:  # tuned as an index tunes its auto store
+    if loaded:
+        tuning = getattr(store, "tuning", None)
+    elif opts is not None:  # tuned as an index tunes its auto store
         t = time.perf_counter()
         tuning = tune(store, args.recall or opts["recall"] or DEFAULT_RECALL)
         tune_s = time.perf_counter() - t
@@ -205,18 +211,22 @@ def run(args: argparse.Namespace) -> dict:
         setattr(store, key, v)
     m = measure(store, q, gt_ids, k, args.threads)
     p50 = m["p50_ms"]
+    rss_mb, anon_mb = round(psutil.Process().memory_info().rss / 2**20), rss_anon_mb()
+    if args.store_dir and not loaded:
+        store.save(args.store_dir)
 
     out = {
         "date": dt.date.today().isoformat(), "n": n, "dim": dim, "queries": len(q),
         "store": args.store, "store_class": type(store).__name__,
         "store_factory": getattr(store, "factory", "Flat"),
-        "params": defaults, "train_rows": min(n, size), "build_s": round(build_s, 1),
+        "params": defaults, "train_rows": min(n, size), "loaded": loaded,
+        ("load_s" if loaded else "build_s"): round(build_s, 1),
         "tuning": tuning, "tune_s": round(tune_s, 1), **m,
-        "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
-        "rss_anon_mb": rss_anon_mb(),  # without file pages mapped from the on-disk vectors
+        "rss_mb": rss_mb,
+        "rss_anon_mb": anon_mb,  # without file pages mapped from the on-disk vectors
         "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "float32_vectors_mb": round(n * dim * 4 / 2**20),
-        "rss_over_vectors": round(psutil.Process().memory_info().rss / (n * dim * 4), 3),
+        "rss_over_vectors": round(rss_mb * 2**20 / (n * dim * 4), 3),
         "bytes_per_vector": round(memory_bytes(store) / n, 1),
         "gap_10_11": round(float(np.mean(gt_scores[:, 9] - gt_scores[:, 10])), 5),
         "gap_10_11_at_2000": round(gap_10_11(Mixture(dim, 2000, args.cluster_size, args.seed).sample(2000, 0)), 5),
@@ -259,6 +269,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="extra search settings to measure on the same build, e.g. 'nprobe=8&rescore=5'")
     p.add_argument("--real-gap", default=None, metavar="DATASET",
                    help="also report gap_10_11 of the gem descriptors of a benchmark dataset")
+    p.add_argument("--store-dir", type=Path, default=None,
+                   help="save the built store here; when one is there, load and measure it instead")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     out = run(args)

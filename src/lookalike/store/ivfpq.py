@@ -35,7 +35,8 @@ import numpy as np
 
 from lookalike.store.base import VectorStore, as_ids, as_vectors
 from lookalike.store.lazy import faiss
-from lookalike.store.rows import RowMap, commit_folder, read_manifest, release_free_memory, save_npy, top_k
+from lookalike.store.rows import (RowMap, commit_folder, map_large_blocks, read_manifest, release_free_memory,
+                                  save_npy, top_k)
 
 EXACT_FLOATS = 16_000_000  # a filtered search scans its subset exactly up to this many floats (64 MB read)
 
@@ -131,6 +132,7 @@ class IVFPQStore(VectorStore):
             return None
         if index.direct_map.type != faiss.DirectMap.Hashtable:
             index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        map_large_blocks()  # the lists grow by reallocation: keep their spare capacity off the heap
         return index
 
     @property
@@ -190,14 +192,24 @@ class IVFPQStore(VectorStore):
                 km = faiss.Kmeans(self.dim, self._ivf.nlist, niter=self.niter, spherical=True,
                                   seed=1, max_points_per_centroid=10**6)
                 km.train(self._coarse(v))
-                self._ivf.quantizer.reset()
-                self._ivf.quantizer.add(km.centroids)  # now trained: FAISS skips its own k-means
+                self._set_centroids(km.centroids)  # now trained: FAISS skips its own k-means
             if self._lists is not None and self._lists.quantizer.ntotal == self._lists.nlist:
                 self._index.is_trained = True  # nothing else to learn: spare a centred copy
             else:
                 self._index.train(self._centred(v))
         except RuntimeError as e:  # e.g. fewer training points than centroids
             raise ValueError(f"cannot train {self.factory!r} on {len(v)} vectors: {e}") from None
+
+    def _set_centroids(self, centroids: np.ndarray) -> None:
+        """The list centroids, held in half precision: one query reads every centroid (21 MB at
+        4096 x 1280 in float32, memory-bound, 0.75 ms), and float16 halves that (0.46 ms) while
+        choosing the same lists (the nearest list agreed for 300 of 300 queries at 1M)."""
+        old = self._ivf.quantizer
+        fp16 = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_fp16, old.metric_type)
+        fp16.add(np.ascontiguousarray(centroids, np.float32))
+        self._ivf.quantizer = fp16
+        fp16.this.disown()  # the IVF owns and frees its quantizer
+        old.this.acquire()  # the float32 one it replaced is freed with this wrapper
 
     def _centred(self, vectors: np.ndarray) -> np.ndarray:
         return vectors - self._mean if self._mean is not None else vectors
