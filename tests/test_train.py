@@ -135,7 +135,8 @@ def _tiny_cfg(**kw):
     from lookalike.train import TrainConfig
 
     base = dict(backbone="efficientnet-lite0", max_side=64, epochs=3, views=2, per_class=3, classes_per_batch=4,
-                lr=1e-3, val_fraction=0.0, whiten="on", threads=2, train_blocks=1, lw_shrink=(1e-3,))
+                lr=1e-3, val_fraction=0.0, holdout="images", whiten="on", threads=2, train_blocks=1,
+                lw_shrink=(1e-3,))
     return TrainConfig(**{**base, **kw})
 
 
@@ -228,12 +229,12 @@ def test_class_holdout_keeps_the_start_when_training_hurts_unseen_classes(tiny, 
     from lookalike.train.whiten import LearnedWhitening
 
     tmp, data = tiny
-    cfg = _tiny_cfg(epochs=3, patience=5, val_fraction=0.25, whiten="on", train_blocks=0)
+    cfg = _tiny_cfg(epochs=3, patience=5, holdout="auto", val_class_fraction=0.25, whiten="on", train_blocks=0)
     tr, va = load_data(data, None, cfg)
     assert len(va.classes()) == 2 and len(tr.classes()) == 2 and not set(tr.labels) & set(va.labels)
     assert len(va) == 12  # every image of the held-out classes
-    assert holdout_of(_tiny_cfg(protocol="images", val_fraction=0.25), 4) == "images"
-    assert holdout_of(_tiny_cfg(holdout="classes", val_fraction=0.25), 3) == "images"  # too few classes
+    assert holdout_of(_tiny_cfg(holdout="auto", protocol="images"), 4) == "images"
+    assert holdout_of(_tiny_cfg(holdout="classes"), 3) == "images"  # too few classes
     t = Trainer(cfg, tmp / "keep")
     t.prepare(tr, va)
     scores = iter([0.7, 0.6, 0.5, 0.4])
@@ -263,7 +264,7 @@ def test_whitening_start_is_chosen_on_validation(tiny, monkeypatch) -> None:
     from lookalike.train.loop import Trainer, load_data
 
     tmp, data = tiny
-    cfg = _tiny_cfg(val_fraction=0.25, whiten="auto", train_blocks=0, lw_shrink=(0.001, 0.1, 1.0, 10.0))
+    cfg = _tiny_cfg(holdout="auto", whiten="auto", train_blocks=0, lw_shrink=(0.001, 0.1, 1.0, 10.0))
     t = Trainer(cfg, tmp / "start")
     t.prepare(*load_data(data, None, cfg))
     seen, scores = [], iter([0.5, 0.4, 0.7, 0.6, 0.3])

@@ -32,8 +32,8 @@ def train_cmd(
     max_per_class: Optional[int] = typer.Option(None, help="Images used per class (0 = all)."),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate."),
     whiten: str = typer.Option("auto", help="Learnable whitening: on (starts from Lw, learned from the "
-                                            "positive pairs), auto (from Lw or the identity, the better on "
-                                            "validation), off."),
+                                            "positive pairs, at the ridge that validates best), auto (the "
+                                            "identity is a candidate start too), off."),
     backbone: Optional[str] = typer.Option(None, help="Backbone to fine-tune (efficientnet-lite0/1/2)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     seed: int = typer.Option(0, help="Random seed."),
