@@ -21,6 +21,7 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 # whitening (a D x D matrix, where Adam moves every entry by about the learning rate)
 LR_SCALES = (1.0, 10.0, 1.0)
 HOLDOUTS = ("auto", "classes", "images")
+LW_SHRINK = {"classes": (0.001, 0.1, 1.0, 10.0, 100.0), "images": (0.001,)}  # by what validation holds out
 
 
 @dataclass
@@ -49,7 +50,8 @@ class TrainConfig:
     # protocol "images", else "classes"
     whiten: str = "auto"  # learnable whitening, starting from Lw ("on"), or the best of Lw and the
     # identity on validation ("auto"); "off": none
-    lw_shrink: tuple[float, ...] = (0.001, 0.1, 1.0, 10.0, 100.0)  # Lw ridges tried (times the mean variance)
+    lw_shrink: tuple[float, ...] | None = None  # Lw ridges tried (times the mean variance); None: see
+    # LW_SHRINK (for the same classes the strongest Lw start validated best but ended lower after training)
     protocol: str = "classes"  # which half of a split.json to train on: train_classes or train_images
     seed: int = 0
     threads: int | None = None
@@ -225,10 +227,11 @@ class Trainer:
         if self.cfg.whiten == "auto":
             best = (self.validate()[0] or 0.0, "identity", None)
             self.start_scores["identity"] = round(best[0], 4)
-        for shrink in self.cfg.lw_shrink:
+        shrinks = self.cfg.lw_shrink or LW_SHRINK[self.holdout]
+        for shrink in shrinks:
             mean, proj = learn_whitening(d, qi, pi, eps=shrink)
             proj *= np.sqrt(len(proj)) / np.linalg.norm(proj)  # the identity's scale, so lr means the same
-            if best is None and len(self.cfg.lw_shrink) == 1:
+            if best is None and len(shrinks) == 1:
                 best = (0.0, f"lw {shrink:g}", (mean, proj))
                 break
             white.set(mean, proj)
