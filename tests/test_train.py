@@ -275,6 +275,9 @@ def test_whitening_start_is_chosen_on_validation(tiny, monkeypatch) -> None:
     assert torch.equal(t.tail.white.proj, seen[2]) and not torch.equal(seen[2], seen[3])
     scores = iter([0.9, 0.4, 0.7, 0.6, 0.3])
     assert t.init_whitening() == "identity" and torch.equal(t.tail.white.proj, seen[0])
+    n = len(seen)
+    t.val = None  # nothing to judge by: the first ridge's Lw, no validation
+    assert t.init_whitening() == "lw 0.001" and len(seen) == n
 
 
 def test_resume_continues_where_it_stopped(tiny) -> None:

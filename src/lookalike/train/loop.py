@@ -211,7 +211,8 @@ class Trainer:
         """Start the whitening from Lw, learned from same-class pairs over every cached view of the
         training images, with the ridge of each of ``lw_shrink`` (a stronger ridge keeps it closer
         to a rotation, which carries over to unseen classes better), keeping whichever scores best
-        on validation; with ``auto`` the identity is a candidate too, and wins ties."""
+        on validation; with ``auto`` the identity is a candidate too, and wins ties. Without a
+        validation set the first ridge is used."""
         from lookalike.train.whiten import learn_whitening, positive_pairs
 
         white = self.tail.white
@@ -224,14 +225,15 @@ class Trainer:
         qi, pi = positive_pairs(labels, 10, np.random.default_rng(self.cfg.seed))
         best: tuple[float, str, Any] | None = None
         self.start_scores = {}
-        if self.cfg.whiten == "auto":
+        judged = self.val is not None  # without validation: the first Lw, nothing to compare it with
+        if self.cfg.whiten == "auto" and judged:
             best = (self.validate()[0] or 0.0, "identity", None)
             self.start_scores["identity"] = round(best[0], 4)
         shrinks = self.cfg.lw_shrink or LW_SHRINK[self.holdout]
         for shrink in shrinks:
             mean, proj = learn_whitening(d, qi, pi, eps=shrink)
             proj *= np.sqrt(len(proj)) / np.linalg.norm(proj)  # the identity's scale, so lr means the same
-            if best is None and len(shrinks) == 1:
+            if best is None and (len(shrinks) == 1 or not judged):
                 best = (0.0, f"lw {shrink:g}", (mean, proj))
                 break
             white.set(mean, proj)
