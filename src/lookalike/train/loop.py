@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lookalike.eval.metrics import average_precision, precision_at, ranked_relevance
-from lookalike.train.data import Labelled, read_labelled, restrict_to_split, split_images
+from lookalike.train.data import Labelled, read_labelled, restrict_to_split, split_classes, split_images
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -20,6 +20,8 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 # Learning-rate factors of the network's layers, GeM p (one number: it may move fast) and the
 # whitening (a D x D matrix, where Adam moves every entry by about the learning rate)
 LR_SCALES = (1.0, 10.0, 1.0)
+HOLDOUTS = ("auto", "classes", "images")
+LW_SHRINK = {"classes": (0.001, 0.1, 1.0, 10.0, 100.0), "images": (0.001,)}  # by what validation holds out
 
 
 @dataclass
@@ -40,9 +42,16 @@ class TrainConfig:
     classes_per_batch: int = 8
     lr: float = 1e-3  # cosine-decayed over ``epochs`` (scaled per part by ``LR_SCALES``); 1e-4 too slow
     weight_decay: float = 1e-4
-    val_fraction: float = 0.2  # of every class's images, held out to choose the epoch
-    whiten: str = "auto"  # learnable whitening, starting from Lw ("on"), the identity, or the better
-    # of the two on validation ("auto"); "off": none
+    val_fraction: float = 0.2  # of every class's images, held out (holdout "images") to choose the start and epoch
+    val_class_fraction: float = 0.5  # of the classes, held out (holdout "classes"): with a quarter (2 of 8
+    # aerial classes) validation mAP starts at 0.99 and cannot rank anything
+    holdout: str = "auto"  # "classes": whole classes held out (the model is for new classes, so selection
+    # must see classes it never trained on); "images": images of every class; "auto": "images" for
+    # protocol "images", else "classes"
+    whiten: str = "auto"  # learnable whitening, starting from Lw ("on"), or the best of Lw and the
+    # identity on validation ("auto"); "off": none
+    lw_shrink: tuple[float, ...] | None = None  # Lw ridges tried (times the mean variance); None: see
+    # LW_SHRINK (for the same classes the strongest Lw start validated best but ended lower after training)
     protocol: str = "classes"  # which half of a split.json to train on: train_classes or train_images
     seed: int = 0
     threads: int | None = None
@@ -66,9 +75,24 @@ def load_data(data: str | Path, split: str | Path | None, cfg: TrainConfig) -> t
     if len(items.classes()) < 2:
         raise ValueError("training needs at least 2 classes")
     items = items.cap(cfg.max_per_class, cfg.seed)
-    tr, va = split_images(items.labels, cfg.val_fraction, cfg.seed)
+    if holdout_of(cfg, len(items.classes())) == "classes":
+        _, held = split_classes(items.classes(), cfg.val_class_fraction, cfg.seed)
+        va_set = set(held)
+        tr = [i for i, c in enumerate(items.labels) if c not in va_set]
+        va = [i for i, c in enumerate(items.labels) if c in va_set]
+    else:
+        tr, va = split_images(items.labels, cfg.val_fraction, cfg.seed)
     pick = lambda rows: Labelled([items.paths[i] for i in rows], [items.labels[i] for i in rows])  # noqa: E731
     return pick(tr), pick(va)
+
+
+def holdout_of(cfg: TrainConfig, n_classes: int) -> str:
+    """What validation holds out: whole classes (at least 2, leaving at least 2 to train on) or
+    images of every class; ``auto`` holds out classes unless the protocol is ``images``."""
+    if cfg.holdout not in HOLDOUTS:
+        raise ValueError(f"holdout must be one of {', '.join(HOLDOUTS)}, not {cfg.holdout!r}")
+    want = cfg.holdout if cfg.holdout != "auto" else ("images" if cfg.protocol == "images" else "classes")
+    return "classes" if want == "classes" and n_classes >= 4 and cfg.val_class_fraction > 0 else "images"
 
 
 def describe(tail, maps: Sequence[np.ndarray], grad: bool = False, chunk: int = 32):
@@ -151,6 +175,8 @@ class Trainer:
         self.best: tuple[float, int] = (-1.0, -1)
         self.best_state: dict | None = None
         self.epoch = 0
+        self.holdout = "images"  # set by prepare(): what the validation set holds out
+        self.start_scores: dict[str, float] = {}  # validation mAP of each whitening start tried
 
     # -- data ----------------------------------------------------------------------------------
     def prepare(self, train: Labelled, val: Labelled) -> None:
@@ -162,6 +188,7 @@ class Trainer:
         train_maps = cache.maps(train.paths, self.cfg.views,
                                 lambda d, t: self.progress("caching trunk views", d, n_train + n_val))
         self.train = self._prepared(train, train_maps)
+        self.holdout = "classes" if len(val) and not set(val.labels) & set(train.labels) else "images"
         self.val = self._prepared(val, cache.maps(
             val.paths, 1, lambda d, t: self.progress("caching trunk views", n_train + d, n_train + n_val))) \
             if len(val) else None
@@ -181,10 +208,11 @@ class Trainer:
         return leave_one_out_map(d, self.val.label_ids)
 
     def init_whitening(self) -> str | None:
-        """Start the whitening from Lw (learned from same-class pairs over every cached view of
-        the training images) or, with ``auto``, from whichever of Lw and the identity scores
-        better on validation."""
-
+        """Start the whitening from Lw, learned from same-class pairs over every cached view of the
+        training images, with the ridge of each of ``lw_shrink`` (a stronger ridge keeps it closer
+        to a rotation, which carries over to unseen classes better), keeping whichever scores best
+        on validation; with ``auto`` the identity is a candidate too, and wins ties. Without a
+        validation set the first ridge is used."""
         from lookalike.train.whiten import learn_whitening, positive_pairs
 
         white = self.tail.white
@@ -195,14 +223,30 @@ class Trainer:
         d = np.concatenate([describe(self.tail.pooled, maps).numpy() for maps in tr.maps])
         labels = np.tile(tr.label_ids, len(tr.maps))
         qi, pi = positive_pairs(labels, 10, np.random.default_rng(self.cfg.seed))
-        mean, proj = learn_whitening(d, qi, pi)
-        proj *= np.sqrt(len(proj)) / np.linalg.norm(proj)  # the identity's scale, so lr means the same
-        plain = self.validate()[0] if self.cfg.whiten == "auto" else None
-        white.set(mean, proj)
-        if plain is not None and self.validate()[0] <= plain:
-            white.set(np.zeros_like(mean), np.eye(len(proj), dtype=np.float32))
-            return "identity"
-        return "lw"
+        best: tuple[float, str, Any] | None = None
+        self.start_scores = {}
+        judged = self.val is not None  # without validation: the first Lw, nothing to compare it with
+        if self.cfg.whiten == "auto" and judged:
+            best = (self.validate()[0] or 0.0, "identity", None)
+            self.start_scores["identity"] = round(best[0], 4)
+        shrinks = self.cfg.lw_shrink or LW_SHRINK[self.holdout]
+        for shrink in shrinks:
+            mean, proj = learn_whitening(d, qi, pi, eps=shrink)
+            proj *= np.sqrt(len(proj)) / np.linalg.norm(proj)  # the identity's scale, so lr means the same
+            if best is None and (len(shrinks) == 1 or not judged):
+                best = (0.0, f"lw {shrink:g}", (mean, proj))
+                break
+            white.set(mean, proj)
+            score = self.validate()[0] or 0.0
+            self.start_scores[f"lw {shrink:g}"] = round(score, 4)
+            if best is None or score > best[0]:
+                best = (score, f"lw {shrink:g}", (mean, proj))
+        assert best is not None
+        if best[2] is None:
+            white.set(np.zeros(white.mean.shape, np.float32), np.eye(len(white.proj), dtype=np.float32))
+        else:
+            white.set(*best[2])
+        return best[1]
 
     def lr_at(self, epoch: int) -> float:
         """Cosine decay from ``lr`` over the configured epochs (a function of the epoch, so a
@@ -253,6 +297,7 @@ class Trainer:
             start = self.init_whitening()
             mAP, p10 = self.validate()
             self._record({"epoch": 0, "loss": None, "val_mAP": _r(mAP), "val_P@10": _r(p10), "whitening_start": start,
+                          "start_scores": self.start_scores or None,
                           "p": round(float(self.tail.gem.p.detach()), 4),
                           "seconds": round(time.perf_counter() - t, 1)})
             self.best = (mAP if mAP is not None else -1.0, 0)
@@ -281,7 +326,7 @@ class Trainer:
         with open(self.out / "train_log.jsonl", "w") as f:
             for r in self.history:
                 f.write(json.dumps(r) + "\n")
-        plot_history(self.history, self.out / "training.png")
+        plot_history(self.history, self.out / "training.png", self.holdout)
 
     def _ckpt_path(self) -> Path:
         return self.out / "checkpoint.pt"
@@ -320,8 +365,9 @@ class Trainer:
         info = {"config": asdict(self.cfg), "best_epoch": self.best[1], "val_mAP": _r(self.best[0]),
                 "epochs_run": self.epoch, "stopped_early": self.stopped_early() and self.epoch < self.cfg.epochs,
                 "whitening_start": self.history[0].get("whitening_start"),
-                "train_images": len(self.train.data), "train_classes": len(self.train.data.classes()),
-                "val_images": len(self.val.data) if self.val else 0}
+                "holdout": self.holdout, "train_images": len(self.train.data),
+                "train_classes": len(self.train.data.classes()), "val_images": len(self.val.data) if self.val else 0,
+                "val_classes": len(self.val.data.classes()) if self.val else 0}
         save_model(self.out, self.cfg.backbone, full_state_dict(self.tb), float(self.tail.gem.p.detach()),
                    self.cfg.max_side, white, info)
         return {"model": str(self.out), **info, "history": self.history}
@@ -331,7 +377,7 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
 
-def plot_history(history: list[dict[str, Any]], path: Path) -> None:
+def plot_history(history: list[dict[str, Any]], path: Path, holdout: str = "images") -> None:
     """Loss and validation mAP per epoch, side by side (PNG)."""
     import matplotlib
 
@@ -346,7 +392,7 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     pts = [(r["epoch"], r["val_mAP"]) for r in history if r.get("val_mAP") is not None]
     if pts:
         b.plot(*zip(*pts), marker="o", color="tab:green")
-    b.set(xlabel="epoch", ylabel="mAP", title="validation mAP (held-out images)")
+    b.set(xlabel="epoch", ylabel="mAP", title=f"validation mAP (held-out {holdout})")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
