@@ -164,17 +164,20 @@ def test_descriptor_and_phash_candidates_by_range_search():
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     ids = np.arange(3000, dtype=np.int64) + 7
     for exact_up_to in (10**6, 100):  # flat, and the inverted file used for large indexes
-        pairs = dup.descriptor_pairs(ids, vecs, 0.8, exact_up_to=exact_up_to)
-        assert set(pairs) == {(17, 1007), (27, 2007)}
-        assert all(0.8 <= v <= 1.0 for v in pairs.values())
+        pairs, cos = dup.descriptor_pairs(ids, vecs, 0.8, exact_up_to=exact_up_to)
+        assert {tuple(p) for p in pairs.tolist()} == {(17, 1007), (27, 2007)}
+        assert np.allclose(cos, (vecs[pairs[:, 0] - 7] * vecs[pairs[:, 1] - 7]).sum(1), atol=1e-5)
+        assert ((0.8 <= cos) & (cos <= 1.0 + 1e-6)).all()
     a = scene(5)
     from lookalike.features.hashes import dihedral_phashes
 
     hashes = np.stack([dihedral_phashes(a), dihedral_phashes(np.rot90(a)), dihedral_phashes(scene(6))])
-    found = dup.phash_pairs(np.array([1, 2, 3]), hashes)
-    assert set(found) == {(1, 2)}
-    bits, orient = found[(1, 2)]
-    assert bits <= 2 and dup.ORIENTATIONS[orient] == "rot90"
+    for both_ways_up_to in (10**6, 0):  # each pair both ways, and once (large indexes)
+        for order in ([1, 2, 3], [3, 2, 1]):  # b turned from a, whichever row comes first
+            rows = np.array(order) - 1
+            pairs, bits, orient = dup.phash_pairs(np.array(order), hashes[rows], both_ways_up_to=both_ways_up_to)
+            assert pairs.tolist() == [[1, 2]]
+            assert bits[0] <= 2 and dup.ORIENTATIONS[orient[0]] == "rot90"
 
 
 def test_no_fingerprints_computed_in_memory_read_only(collection, tmp_path):
