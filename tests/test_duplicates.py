@@ -107,6 +107,26 @@ def test_presets_and_bad_options(collection, report):
         idx.close()
 
 
+def test_only_plausible_copies_are_aligned(collection, report):
+    """Candidates whose hashes disagree are aligned only from the cosine floor up, and the
+    ``near`` preset, which reports no edits, aligns none of them."""
+    far = [p for p in report.timings["pairs"] if p["kind"] == "edited"]
+    assert far and all(p["bits"] is None or p["bits"] > dup.NEAR_BITS for p in far)
+    assert all(p["cosine"] is not None for p in report.timings["pairs"] if p["kind"] in ("near", "edited"))
+    idx = lookalike.open(collection / "idx", readonly=True)
+    try:
+        strict = dup.find_duplicates(idx, all_scores=True, copy_cosine=1.01)  # above any cosine
+        assert strict.skipped == len(far) and strict.verified == report.verified - len(far)
+        assert all(p["kind"] != "edited" for p in strict.timings["pairs"])
+        grouped = set().union(*(names(g) for g in strict.groups))
+        assert {"original.png", "resized.jpg", "recompressed.jpg", "turned.jpg"} <= grouped
+        assert "cropped.jpg" not in grouped
+        near = idx.duplicates("near")
+        assert near.skipped == len(far) and near.verified == strict.verified
+    finally:
+        idx.close()
+
+
 @pytest.mark.parametrize("policy", dup.KEEP_POLICIES)
 def test_keep_policies(report, policy):
     import copy

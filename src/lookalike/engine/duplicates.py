@@ -5,9 +5,10 @@
                  search), and each image's nearest global descriptors within a cosine radius (FAISS
                  k-nearest-neighbour search: exact, or for large indexes an HNSW graph over a PCA
                  projection, re-scored exactly); never all pairs in Python
-    verification every candidate that is not the same bytes or pixels is lined up with the other
-                 image (``features.local.copies``): copies line up block for block, other shots of
-                 the same scene do not
+    verification every candidate that is not the same bytes or pixels, and whose hashes agree or
+                 whose descriptors are close (``COPY_COSINE``), is lined up with the other image
+                 (``features.local.copies``): copies line up block for block, other shots of the
+                 same scene do not
     grouping     each group is a centre and the images confirmed against that centre (the most
                  connected image first), so look-alikes never chain unrelated images together
 
@@ -48,6 +49,10 @@ KEEP_POLICIES = ("resolution", "size", "oldest", "newest", "shortest-path")
 PHASH_RADIUS = 10  # bits (of 64): perceptual-hash candidates
 NEAR_BITS = 8  # at most this many bits apart in the best orientation: a near-duplicate
 DESCRIPTOR_RADIUS = 0.6  # cosine: descriptor candidates (copies of deep descriptors sit far above)
+# descriptor cosine from which a candidate whose hashes disagree is aligned, per pipeline (chosen on
+# half of the copy benchmark's scenes, BENCHMARKS.md); pipelines not named align every candidate
+# (a colour descriptor, say, is not meant to survive a recolouring)
+COPY_COSINE: dict[str, float] = {"gem": 0.65}
 PER_IMAGE = 20  # descriptor candidates kept per image (the most similar)
 EXACT_SEARCH_UP_TO = 20_000  # above this many images the descriptor search is approximate
 LOW_DIM = 256  # the approximate search's PCA projection
@@ -108,6 +113,7 @@ class DuplicateReport:
     verified: int  # pairs checked by alignment
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    skipped: int = 0  # candidate pairs left unaligned (hashes far apart and descriptors not close)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -355,11 +361,13 @@ def check_options(preset: str, threshold: float | None, keep: str) -> float:
 def find_duplicates(ix: "Index", preset: str = "edited", threshold: float | None = None, keep: str = "resolution",
                     reference: Iterable[str | os.PathLike] = (), descriptor_radius: float | None = None,
                     progress: Callable[[int, int], None] | None = None,
-                    all_scores: bool = False) -> DuplicateReport:
+                    all_scores: bool = False, copy_cosine: float | None = None) -> DuplicateReport:
     """Groups of duplicates among the indexed images (see the module's docstring). ``threshold``
     (the verified score a copy needs) defaults to the preset's; ``keep`` picks the suggested file
     to keep; files under ``reference`` folders are always kept. ``all_scores`` keeps every
-    verified pair (with scores below the threshold) in ``report.timings['pairs']`` for curves."""
+    verified pair (with scores below the threshold, and its cosine and hash bits) in
+    ``report.timings['pairs']`` for curves. ``copy_cosine`` (default: the pipeline's ``COPY_COSINE``):
+    candidates whose hashes disagree are aligned only from this descriptor cosine up."""
     t0 = time.perf_counter()
     thr = check_options(preset, threshold, keep)
     kinds = PRESETS[preset]["kinds"]
@@ -399,23 +407,40 @@ def find_duplicates(ix: "Index", preset: str = "edited", threshold: float | None
             timings["phash"] = time.perf_counter() - t1
             t1 = time.perf_counter()
             radius = DESCRIPTOR_RADIUS if descriptor_radius is None else descriptor_radius
-            pairs, cos = descriptor_pairs(*_search_vectors(ix, ids), radius)
+            vec_ids, vecs = _search_vectors(ix, ids)
+            pairs, cos = descriptor_pairs(vec_ids, vecs, radius)
             for (a, b), c in zip(pairs.tolist(), cos.tolist()):
                 candidates.setdefault((a, b), {})["cosine"] = c
+            row_of = {i: k for k, i in enumerate(vec_ids.tolist())}
+            for (a, b), info in candidates.items():  # hash candidates: their cosine too
+                if "cosine" not in info and a in row_of and b in row_of:
+                    info["cosine"] = float(vecs[row_of[a]] @ vecs[row_of[b]])
+            del vecs
             timings["descriptors"] = time.perf_counter() - t1
     n_candidates = len(candidates) + len(edges)
+    floor = COPY_COSINE.get(ix.spec, -1.0) if copy_cosine is None else copy_cosine
     scored: list[Pair] = []
+    extra: list[dict[str, Any]] = []
+    skipped = 0
     if candidates:
         t1 = time.perf_counter()
         images = _Images({i: r.path for i, r in rows.items()})
-        todo = sorted(k for k in candidates if k not in edges)
-        for n, (a, b) in enumerate(todo):
+        todo = []
+        for a, b in sorted(k for k in candidates if k not in edges):
             info = candidates[(a, b)]
             bits, orient = info.get("phash", (None, None))
             if bits is None and a in phashes and b in phashes:
                 d = hamming(phashes[a], phashes[b][0])  # b's upright hash against a's eight orientations
                 orient = int(np.argmin(d))
                 bits = int(d[orient])
+            near = bits is not None and bits <= NEAR_BITS
+            # alignment only where a copy is plausible: the hashes agree, or the descriptors are
+            # close enough (and edited copies are wanted)
+            if near or ("edited" in kinds and info.get("cosine", 1.0) >= floor):
+                todo.append((a, b, bits, orient, info.get("cosine")))
+            else:
+                skipped += 1
+        for n, (a, b, bits, orient, cosine) in enumerate(todo):
             pa, pb = images.get(a), images.get(b)
             if pa is None or pb is None:
                 continue
@@ -423,6 +448,7 @@ def find_duplicates(ix: "Index", preset: str = "edited", threshold: float | None
             kind = "near" if bits is not None and bits <= NEAR_BITS else "edited"
             pair = Pair(a, b, kind, round(check.score, 4), check.how)
             scored.append(pair)
+            extra.append({"cosine": None if cosine is None else round(cosine, 4), "bits": bits})
             if progress:
                 progress(n + 1, len(todo))
         timings["verify"] = time.perf_counter() - t1
@@ -432,9 +458,10 @@ def find_duplicates(ix: "Index", preset: str = "edited", threshold: float | None
     edges = {k: e for k, e in edges.items() if e.kind in kinds}
     groups = _group(edges, rows, keep, refs)
     if all_scores:
-        timings["pairs"] = [asdict(p) for p in scored] + [asdict(e) for e in edges.values() if e.kind in ("exact", "pixels")]  # type: ignore[assignment]
+        timings["pairs"] = ([{**asdict(p), **x} for p, x in zip(scored, extra)]  # type: ignore[assignment]
+                            + [asdict(e) for e in edges.values() if e.kind in ("exact", "pixels")])
     return DuplicateReport(groups, preset, thr, keep, len(ids), n_candidates, len(scored),
-                           time.perf_counter() - t0, timings)
+                           time.perf_counter() - t0, timings, skipped)
 
 
 def _search_vectors(ix: "Index", ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
