@@ -406,3 +406,21 @@ def test_move_never_overwrites_and_refuses_reference(tmp_path):
     assert (b / "x.jpg").read_bytes() == b"two" and rep.skipped == [(str(b / "x.jpg"), "under a reference folder")]
     assert (dest / "a" / "x.jpg").read_bytes() == b"already there"
     assert [Path(d).read_bytes() for _, d in rep.moved] == [b"one"]
+
+
+def test_alignment_stops_at_a_sure_score_and_keeps_its_decisions(monkeypatch):
+    """A copy the hashes' turn already lines up is not matched by keypoints too; another shot
+    still goes through every test and stays below the threshold."""
+    from lookalike.features.local import copies
+
+    a = scene(5)
+    original = copies.prepare(a)
+    again = copies.prepare(a.copy())
+    monkeypatch.setattr(copies, "SURE", 0.998)
+    same = copies.compare(original, again, "identity")
+    assert same.score >= copies.SURE and same.how == "orientation" and same.inliers == 0
+    turned = copies.prepare(np.ascontiguousarray(np.rot90(a)))
+    for orientation in ("rot90", None):  # with the hashes' turn, and by keypoints alone
+        assert copies.compare(original, turned, orientation).score >= dup.PRESETS["edited"]["threshold"]
+    other = copies.compare(original, copies.prepare(scene(5, shift=(9, 6))), "identity")
+    assert other.score < dup.PRESETS["edited"]["threshold"]
