@@ -3,7 +3,7 @@ shots of the same scenes (the hard negatives).
 
     PYTHONPATH=src python bench/dup_bench.py [--data ../shared/datasets/holidays300] [--groups 100]
         [--out /tmp/dup_bench] [--pipeline default] [--competitors /work/venvs/dupcmp/bin/python]
-        [--json results.json] [--curve curve.png]
+        [--json results.json] [--curve curve.png] [--split] [--reuse-index]
 
 Writes (under ``--out``, never into the repository) one flat folder ``db/``: the dataset's 811
 photos, and for the first photo of each of ``--groups`` Holidays groups 15 copies labelled by kind and
@@ -18,7 +18,8 @@ precision over predicted pairs that involve a copy of that kind. Also the precis
 lookalike's verified score (re-grouping at each threshold), and, side by side with ``--competitors``
 (a Python with imagededup and czkawka installed), imagededup's PHash (max distance 10, its default),
 its CNN (min similarity 0.9, its default; when its weights can be had) and czkawka (similarity 15,
-the level its Python bindings' README uses), each timed.
+the level its Python bindings' README uses), each timed. ``--split`` also scores two halves apart:
+``val`` (even Holidays scene numbers: choose thresholds there) and ``test`` (odd: report there).
 """
 from __future__ import annotations
 
@@ -148,33 +149,70 @@ def score_pairs(pred: set[tuple[str, str]], labels: dict) -> dict:
     return out
 
 
-def run_lookalike(db: Path, index_dir: Path, pipeline: str, labels: dict) -> tuple[dict, dict, list]:
+def split_labels(labels: dict, half: str) -> dict:
+    """The labels of one half of the scenes: ``val`` the even Holidays scene numbers, ``test`` the
+    odd ones, ``all`` every scene. A scene's originals, copies and other shots stay together, so
+    each half has its own copies and hard negatives; pairs across the halves are not scored."""
+    if half == "all":
+        return labels
+    parity = 0 if half == "val" else 1
+    return {f: lab for f, lab in labels.items() if lab["scene"] % 2 == parity}
+
+
+def _scores(pred: set[tuple[str, str]], labels: dict, halves: list[str]) -> dict:
+    out = {}
+    for half in halves:
+        lab = split_labels(labels, half)
+        out[half] = score_pairs({p for p in pred if p[0] in lab and p[1] in lab}, lab)
+    return out
+
+
+def run_lookalike(db: Path, index_dir: Path, pipeline: str, labels: dict, halves: list[str],
+                  reuse: bool = False, copy_cosine: float | None = None) -> tuple[dict, dict, dict]:
     t0 = time.perf_counter()
+    if not (reuse and index_dir.exists()):
+        shutil.rmtree(index_dir, ignore_errors=True)
     idx = lookalike.open(index_dir, pipeline=pipeline)
     rep = idx.add(db)
     t_index = time.perf_counter() - t0
     idx.close()
     ro = lookalike.open(index_dir, readonly=True)
     t1 = time.perf_counter()
-    report = dup.find_duplicates(ro, "edited", all_scores=True)
+    report = dup.find_duplicates(ro, "edited", all_scores=True, copy_cosine=copy_cosine)
     t_dup = time.perf_counter() - t1
     rows = ro.catalog.rows(ro.catalog.ok_ids().tolist())
     ro.close()
     name = {i: Path(r.path).name for i, r in rows.items()}
     timing = {"index_s": round(t_index, 1), "indexed": rep.added, "duplicates_s": round(t_dup, 1),
-              "candidates": report.candidates, "verified": report.verified,
+              "candidates": report.candidates, "verified": report.verified, "skipped": report.skipped,
               "phases_s": {k: round(v, 2) for k, v in report.timings.items() if isinstance(v, float)}}
     pairs = report.timings["pairs"]
+    fields = {"a", "b", "kind", "score", "how"}
     # the curve: re-group at each threshold
-    curve = []
+    curve: dict[str, list] = {h: [] for h in halves}
     for thr in [0.5, 0.8, 0.9, 0.93, 0.95, 0.96, 0.965, 0.97, 0.975, 0.98, 0.985, 0.99, 0.995, 0.999]:
-        edges = {(p["a"], p["b"]): dup.Pair(**p) for p in pairs if p["score"] >= thr}
+        edges = {(p["a"], p["b"]): dup.Pair(**{k: p[k] for k in fields}) for p in pairs if p["score"] >= thr}
         groups = dup._group(edges, rows, "resolution", [])
         pred = {(name[a], name[b]) for g in groups for a, b in combinations(sorted(m.id for m in g.members), 2)}
-        s = score_pairs(pred, labels)["overall"]
-        curve.append({"threshold": thr, "precision": s["precision"], "recall": s["recall"]})
+        for half, sc in _scores(pred, labels, halves).items():
+            s = sc["overall"]
+            curve[half].append({"threshold": thr, "precision": s["precision"], "recall": s["recall"]})
+    # the cosine floor below which pairs whose hashes disagree go unaligned: what each floor would
+    # have kept of these scores (meaningful when this run aligned them all: --copy-cosine 0)
+    sweep: dict[str, list] = {h: [] for h in halves}
+    for floor in [0.6, 0.65, 0.7, 0.75, 0.8, 0.85]:
+        kept = [p for p in pairs if p.get("cosine") is None or p["cosine"] >= floor
+                or (p.get("bits") is not None and p["bits"] <= dup.NEAR_BITS)]
+        edges = {(p["a"], p["b"]): dup.Pair(**{k: p[k] for k in fields}) for p in kept if p["score"] >= report.threshold}
+        groups = dup._group(edges, rows, "resolution", [])
+        pred = {(name[a], name[b]) for g in groups for a, b in combinations(sorted(m.id for m in g.members), 2)}
+        for half, sc in _scores(pred, labels, halves).items():
+            lab = split_labels(labels, half)
+            sweep[half].append({"floor": floor, "aligned": sum(name[p["a"]] in lab and name[p["b"]] in lab for p in kept),
+                                "precision": sc["overall"]["precision"], "recall": sc["overall"]["recall"]})
+    timing["cosine_floor_sweep"] = sweep
     pred = {(name[a], name[b]) for a, b in report.pairs()}
-    return score_pairs(pred, labels), timing, curve
+    return _scores(pred, labels, halves), timing, curve
 
 
 def run_competitors(python: str, db: Path, labels: dict) -> dict:
@@ -228,14 +266,22 @@ def main() -> None:
     ap.add_argument("--competitors", default=None, help="a Python with imagededup and czkawka")
     ap.add_argument("--json", default=None)
     ap.add_argument("--curve", default=None)
+    ap.add_argument("--split", action="store_true",
+                    help="score the even scenes (val: where thresholds are chosen) and the odd ones (test) apart")
+    ap.add_argument("--reuse-index", action="store_true", help="keep an index already built under --out")
+    ap.add_argument("--copy-cosine", type=float, default=None,
+                    help="align candidates whose hashes disagree only from this cosine (0: all; default: the pipeline's)")
     a = ap.parse_args()
     out = Path(a.out)
     labels = build(Path(a.data), out, a.groups)
     index_dir = out / f"index-{a.pipeline}"
-    shutil.rmtree(index_dir, ignore_errors=True)
-    ours, timing, curve = run_lookalike(out / "db", index_dir, a.pipeline, labels)
+    halves = ["all", "val", "test"] if a.split else ["all"]
+    ours_all, timing, curves = run_lookalike(out / "db", index_dir, a.pipeline, labels, halves, a.reuse_index,
+                                        a.copy_cosine)
+    ours, curve = ours_all["all"], curves["all"]
     result = {"date": dt.date.today().isoformat(), "load": os.getloadavg(), "images": len(labels),
               "groups": a.groups, "pipeline": a.pipeline, "lookalike": ours, "timing": timing, "curve": curve,
+              "halves": {h: {"lookalike": ours_all[h], "curve": curves[h]} for h in halves if h != "all"},
               "presets": {k: {"kinds": list(v["kinds"]), "threshold": v["threshold"]} for k, v in dup.PRESETS.items()},
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if a.competitors:

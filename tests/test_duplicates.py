@@ -107,6 +107,26 @@ def test_presets_and_bad_options(collection, report):
         idx.close()
 
 
+def test_only_plausible_copies_are_aligned(collection, report):
+    """Candidates whose hashes disagree are aligned only from the cosine floor up, and the
+    ``near`` preset, which reports no edits, aligns none of them."""
+    far = [p for p in report.timings["pairs"] if p["kind"] == "edited"]
+    assert far and all(p["bits"] is None or p["bits"] > dup.NEAR_BITS for p in far)
+    assert all(p["cosine"] is not None for p in report.timings["pairs"] if p["kind"] in ("near", "edited"))
+    idx = lookalike.open(collection / "idx", readonly=True)
+    try:
+        strict = dup.find_duplicates(idx, all_scores=True, copy_cosine=1.01)  # above any cosine
+        assert strict.skipped == len(far) and strict.verified == report.verified - len(far)
+        assert all(p["kind"] != "edited" for p in strict.timings["pairs"])
+        grouped = set().union(*(names(g) for g in strict.groups))
+        assert {"original.png", "resized.jpg", "recompressed.jpg", "turned.jpg"} <= grouped
+        assert "cropped.jpg" not in grouped
+        near = idx.duplicates("near")
+        assert near.skipped == len(far) and near.verified == strict.verified
+    finally:
+        idx.close()
+
+
 @pytest.mark.parametrize("policy", dup.KEEP_POLICIES)
 def test_keep_policies(report, policy):
     import copy
@@ -164,17 +184,20 @@ def test_descriptor_and_phash_candidates_by_range_search():
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     ids = np.arange(3000, dtype=np.int64) + 7
     for exact_up_to in (10**6, 100):  # flat, and the inverted file used for large indexes
-        pairs = dup.descriptor_pairs(ids, vecs, 0.8, exact_up_to=exact_up_to)
-        assert set(pairs) == {(17, 1007), (27, 2007)}
-        assert all(0.8 <= v <= 1.0 for v in pairs.values())
+        pairs, cos = dup.descriptor_pairs(ids, vecs, 0.8, exact_up_to=exact_up_to)
+        assert {tuple(p) for p in pairs.tolist()} == {(17, 1007), (27, 2007)}
+        assert np.allclose(cos, (vecs[pairs[:, 0] - 7] * vecs[pairs[:, 1] - 7]).sum(1), atol=1e-5)
+        assert ((0.8 <= cos) & (cos <= 1.0 + 1e-6)).all()
     a = scene(5)
     from lookalike.features.hashes import dihedral_phashes
 
     hashes = np.stack([dihedral_phashes(a), dihedral_phashes(np.rot90(a)), dihedral_phashes(scene(6))])
-    found = dup.phash_pairs(np.array([1, 2, 3]), hashes)
-    assert set(found) == {(1, 2)}
-    bits, orient = found[(1, 2)]
-    assert bits <= 2 and dup.ORIENTATIONS[orient] == "rot90"
+    for both_ways_up_to in (10**6, 0):  # each pair both ways, and once (large indexes)
+        for order in ([1, 2, 3], [3, 2, 1]):  # b turned from a, whichever row comes first
+            rows = np.array(order) - 1
+            pairs, bits, orient = dup.phash_pairs(np.array(order), hashes[rows], both_ways_up_to=both_ways_up_to)
+            assert pairs.tolist() == [[1, 2]]
+            assert bits[0] <= 2 and dup.ORIENTATIONS[orient[0]] == "rot90"
 
 
 def test_no_fingerprints_computed_in_memory_read_only(collection, tmp_path):
@@ -383,3 +406,21 @@ def test_move_never_overwrites_and_refuses_reference(tmp_path):
     assert (b / "x.jpg").read_bytes() == b"two" and rep.skipped == [(str(b / "x.jpg"), "under a reference folder")]
     assert (dest / "a" / "x.jpg").read_bytes() == b"already there"
     assert [Path(d).read_bytes() for _, d in rep.moved] == [b"one"]
+
+
+def test_alignment_stops_at_a_sure_score_and_keeps_its_decisions(monkeypatch):
+    """A copy the hashes' turn already lines up is not matched by keypoints too; another shot
+    still goes through every test and stays below the threshold."""
+    from lookalike.features.local import copies
+
+    a = scene(5)
+    original = copies.prepare(a)
+    again = copies.prepare(a.copy())
+    monkeypatch.setattr(copies, "SURE", 0.998)
+    same = copies.compare(original, again, "identity")
+    assert same.score >= copies.SURE and same.how == "orientation" and same.inliers == 0
+    turned = copies.prepare(np.ascontiguousarray(np.rot90(a)))
+    for orientation in ("rot90", None):  # with the hashes' turn, and by keypoints alone
+        assert copies.compare(original, turned, orientation).score >= dup.PRESETS["edited"]["threshold"]
+    other = copies.compare(original, copies.prepare(scene(5, shift=(9, 6))), "identity")
+    assert other.score < dup.PRESETS["edited"]["threshold"]

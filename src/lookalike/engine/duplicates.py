@@ -2,11 +2,13 @@
 
     candidates   equal content hashes (exact bytes), equal pixel digests (same pixels), perceptual
                  hashes within a few bits in any of the eight orientations (FAISS binary range
-                 search), and global descriptors within a cosine radius (FAISS range search; an
-                 inverted file over a sample-trained quantiser for large indexes); never all pairs
-    verification every candidate that is not the same bytes or pixels is lined up with the other
-                 image (``features.local.copies``): copies line up block for block, other shots of
-                 the same scene do not
+                 search), and each image's nearest global descriptors within a cosine radius (FAISS
+                 k-nearest-neighbour search: exact, or for large indexes an HNSW graph over a PCA
+                 projection, re-scored exactly); never all pairs in Python
+    verification every candidate that is not the same bytes or pixels, and whose hashes agree or
+                 whose descriptors are close (``COPY_COSINE``), is lined up with the other image
+                 (``features.local.copies``): copies line up block for block, other shots of the
+                 same scene do not
     grouping     each group is a centre and the images confirmed against that centre (the most
                  connected image first), so look-alikes never chain unrelated images together
 
@@ -47,11 +49,20 @@ KEEP_POLICIES = ("resolution", "size", "oldest", "newest", "shortest-path")
 PHASH_RADIUS = 10  # bits (of 64): perceptual-hash candidates
 NEAR_BITS = 8  # at most this many bits apart in the best orientation: a near-duplicate
 DESCRIPTOR_RADIUS = 0.6  # cosine: descriptor candidates (copies of deep descriptors sit far above)
+# descriptor cosine from which a candidate whose hashes disagree is aligned, per pipeline (chosen on
+# half of the copy benchmark's scenes, BENCHMARKS.md); pipelines not named align every candidate
+# (a colour descriptor, say, is not meant to survive a recolouring)
+COPY_COSINE: dict[str, float] = {"gem": 0.65}
 PER_IMAGE = 20  # descriptor candidates kept per image (the most similar)
-SMALL_HASH_SEARCH = 256  # up to this many images the hashes are compared in numpy (no thread start-up)
-EXACT_SEARCH_UP_TO = 20_000  # above this many images the descriptor range search uses an inverted file
+EXACT_SEARCH_UP_TO = 20_000  # above this many images the descriptor search is approximate
+LOW_DIM = 256  # the approximate search's PCA projection
+PCA_SAMPLE = 4096  # vectors the projection is trained on
+EF_SEARCH = 64  # the graph search's breadth
+SPARE = 8  # neighbours found beyond the kept ones, so the exact re-scoring can reorder them
 PREPARED_KEPT = 500  # images kept ready for alignment in memory
 LOAD_SIDE = 640  # images are read at most this large for alignment
+# _INVERSE[k]: the orientation that undoes ORIENTATIONS[k]
+_INVERSE = np.array([ORIENTATIONS.index({"rot90": "rot270", "rot270": "rot90"}.get(o, o)) for o in ORIENTATIONS])
 
 
 @dataclass
@@ -102,6 +113,7 @@ class DuplicateReport:
     verified: int  # pairs checked by alignment
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    skipped: int = 0  # candidate pairs left unaligned (hashes far apart and descriptors not close)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -118,104 +130,161 @@ class DuplicateReport:
 
 
 # -- candidates -----------------------------------------------------------------------------------
+def _unique_pairs(ids: np.ndarray, rows: np.ndarray, cols: np.ndarray, *values: np.ndarray,
+                  best: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Row-index pairs made unordered (by id) and deduplicated, keeping for each pair the entry
+    with the lowest ``best`` (or any, when ``best`` is None): ((m, 2) ids with a < b, *values)."""
+    a, b = ids[rows], ids[cols]
+    swap = a > b
+    lo, hi = np.where(swap, b, a), np.where(swap, a, b)
+    order = np.lexsort((best, hi, lo)) if best is not None else np.lexsort((hi, lo))
+    lo, hi = lo[order], hi[order]
+    first = np.ones(len(lo), bool)
+    first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
+    keep = order[first]
+    return (np.stack([lo[first], hi[first]], 1).astype(np.int64), *(v[keep] for v in values))
+
+
 def descriptor_pairs(ids: np.ndarray, vecs: np.ndarray, radius: float, per_image: int = PER_IMAGE,
-                     exact_up_to: int = EXACT_SEARCH_UP_TO) -> dict[tuple[int, int], float]:
-    """Pairs of rows whose inner product is at least ``radius`` (unit rows: cosine), at most
-    ``per_image`` per row, by FAISS range search: exact below ``exact_up_to`` rows, else over an
-    inverted file (sqrt(n) lists, trained on a sample; 8 probed) holding 8-bit scalar
-    codes, the pairs found re-scored exactly."""
+                     exact_up_to: int = EXACT_SEARCH_UP_TO) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of rows whose inner product is at least ``radius`` (unit rows: cosine), each row's
+    ``per_image`` most similar: ((m, 2) ids with a < b, (m,) cosines). A k-nearest-neighbour search
+    in blocks (k bounds the work however tight the collection's clusters): exact below
+    ``exact_up_to`` rows; above, see ``_approximate_pairs``."""
     n, d = vecs.shape
+    empty = (np.zeros((0, 2), np.int64), np.zeros(0, np.float32))
     if n < 2:
-        return {}
+        return empty
     vecs = np.ascontiguousarray(vecs, np.float32)
-    if n <= exact_up_to:
-        index: Any = faiss.IndexFlatIP(d)
-        index.add(vecs)
+    ids = np.asarray(ids, np.int64)
+    if n > exact_up_to:
+        rows, cols, sims = _approximate_pairs(vecs, radius, per_image)
     else:
-        nlist = int(min(4096, max(64, np.sqrt(n))))
-        quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit,
-                                              faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(0)
-        quantizer_training = faiss.ClusteringParameters()
-        quantizer_training.niter = 10  # coarse cells need not be good k-means: 8 are probed
-        index.cp = quantizer_training
-        index.train(vecs[rng.choice(n, min(n, 39 * nlist), replace=False)])
+        index = faiss.IndexFlatIP(d)
         index.add(vecs)
-        index.nprobe = 8
-    out: dict[tuple[int, int], float] = {}
-    step = 2048
-    for s in range(0, n, step):
-        q = vecs[s:s + step]
-        lims, dist, found = index.range_search(q, radius * (0.97 if n > exact_up_to else 1.0))
-        for r in range(len(q)):
-            lo, hi = lims[r], lims[r + 1]
-            js, ds = found[lo:hi], dist[lo:hi]
-            row = s + r
-            keep = js != row
-            js, ds = js[keep], ds[keep]
-            if len(js) > per_image:
-                top = np.argpartition(-ds, per_image)[:per_image]
-                js, ds = js[top], ds[top]
-            if n > exact_up_to and len(js):
-                ds = vecs[js] @ vecs[row]
-                js, ds = js[ds >= radius], ds[ds >= radius]
-            for j, v in zip(js.tolist(), ds.tolist()):
-                a, b = (int(ids[row]), int(ids[j])) if ids[row] < ids[j] else (int(ids[j]), int(ids[row]))
-                if v > out.get((a, b), -np.inf):
-                    out[(a, b)] = float(v)
+        k = min(n, per_image + 1)
+        parts = []
+        for s in range(0, n, 4096):
+            e = min(n, s + 4096)
+            sims, found = index.search(vecs[s:e], k)
+            keep = found != np.arange(s, e)[:, None]
+            keep &= np.cumsum(keep, axis=1) <= per_image  # the row's most similar others
+            keep &= sims >= radius
+            r, c = np.nonzero(keep)
+            parts.append((r + s, found[r, c], sims[r, c]))
+        rows, cols, sims = (np.concatenate(x) for x in zip(*parts))
+    if not len(rows):
+        return empty
+    pairs, cos = _unique_pairs(ids, rows, cols, sims.astype(np.float32), best=-sims)
+    return pairs, cos
+
+
+def _approximate_pairs(vecs: np.ndarray, radius: float, per_image: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, cosines) for large collections: each row's ``per_image + SPARE`` nearest
+    neighbours on a graph (HNSW) over a PCA projection (L2 there, which ranks as the cosine does
+    for unit rows). The projection's distance bounds the true one from below, so a neighbour
+    already too far there is dropped unscored; the others, once per unordered pair, are scored
+    exactly, and a pair is kept when it is among the ``per_image`` best of either of its rows."""
+    n = len(vecs)
+    low = _projected(vecs)
+    index = _graph(low)
+    k = min(n, per_image + 1 + SPARE)
+    a_parts, b_parts = [], []
+    for s in range(0, n, 8192):
+        e = min(n, s + 8192)
+        dist, found = index.search(low[s:e], k)
+        r, c = np.nonzero((found >= 0) & (found != np.arange(s, e)[:, None]) & (1 - dist / 2 >= radius - 1e-4))
+        a, b = r + s, found[r, c]
+        a_parts.append(np.minimum(a, b).astype(np.int32))
+        b_parts.append(np.maximum(a, b).astype(np.int32))
+    del low, index
+    key = np.unique(np.concatenate(a_parts).astype(np.int64) * n + np.concatenate(b_parts))
+    a, b = key // n, key % n
+    del key
+    sims = np.empty(len(a), np.float32)
+    for s in range(0, len(a), 8192):  # a sorted: its rows come in order, b's are gathered
+        sims[s:s + 8192] = np.einsum("qd,qd->q", vecs[a[s:s + 8192]], vecs[b[s:s + 8192]])
+    close = sims >= radius
+    a, b, sims = a[close], b[close], sims[close]
+    # rank every pair within each of its two rows' lists
+    both_row = np.concatenate([a, b])
+    both_sim = np.concatenate([sims, sims])
+    order = np.lexsort((-both_sim, both_row))
+    starts = np.searchsorted(both_row[order], both_row[order], side="left")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order)) - starts
+    m = len(a)
+    keep = (rank[:m] < per_image) | (rank[m:] < per_image)
+    return a[keep], b[keep], sims[keep]
+
+
+def _projected(vecs: np.ndarray) -> np.ndarray:
+    """``vecs`` on their ``LOW_DIM`` principal axes, centred (randomised PCA of a sample: a few
+    BLAS products, where a full eigendecomposition of the covariance takes far longer)."""
+    n, d = vecs.shape
+    if d <= LOW_DIM:
+        return vecs
+    rng = np.random.default_rng(0)
+    x = vecs[np.sort(rng.choice(n, min(n, PCA_SAMPLE), replace=False))]
+    mean = x.mean(0)
+    x -= mean
+    y = x @ rng.standard_normal((d, LOW_DIM + 32), dtype=np.float32)
+    for _ in range(1):  # a power iteration sharpens the leading axes
+        y, _r = np.linalg.qr(x @ (x.T @ y))
+    axes = np.linalg.svd(y.T @ x, full_matrices=False)[2][:LOW_DIM].T.astype(np.float32)
+    out = np.empty((n, LOW_DIM), np.float32)
+    for s in range(0, n, 16384):
+        out[s:s + 16384] = (vecs[s:s + 16384] - mean) @ axes
     return out
 
 
-def phash_pairs(ids: np.ndarray, phashes: np.ndarray, radius: int = PHASH_RADIUS) -> dict[tuple[int, int], tuple[int, int]]:
+def _graph(x: np.ndarray) -> Any:
+    """An HNSW graph (L2) over ``x``: no training, and a search whose cost does not depend on
+    how unevenly the collection clusters (an inverted file's lists grow with its clusters)."""
+    index = faiss.IndexHNSWFlat(x.shape[1], 32)  # 16 links lose near-copies among tight clusters
+    index.hnsw.efConstruction = 40
+    index.add(x)
+    index.hnsw.efSearch = EF_SEARCH
+    return index
+
+
+def phash_pairs(ids: np.ndarray, phashes: np.ndarray, radius: int = PHASH_RADIUS,
+                both_ways_up_to: int = EXACT_SEARCH_UP_TO) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs whose perceptual hashes are at most ``radius`` bits apart in some orientation:
-    (a, b) -> (bits, k) where b looks like a turned by ``ORIENTATIONS[k]``. ``phashes`` (n, 8)
-    uint64; FAISS binary range search of every orientation against the upright hashes."""
+    ((m, 2) ids with a < b, (m,) bits, (m,) k) where b looks like a turned by ``ORIENTATIONS[k]``.
+    ``phashes`` (n, 8) uint64. Exact (FAISS binary search of every orientation against the
+    upright hashes, in blocks). Up to ``both_ways_up_to`` images each pair is compared both
+    ways (a turned against b, and b turned against a; pHash is not exactly equivariant); above,
+    each pair once, the earlier row turned (half the work)."""
     n = len(ids)
+    ids = np.asarray(ids, np.int64)
     if n < 2:
-        return {}
-    if n <= SMALL_HASH_SEARCH:
-        return _phash_pairs_small(ids, phashes, radius)
-    upright = np.ascontiguousarray(phashes[:, 0]).view(np.uint8).reshape(n, 8)
-    index = faiss.IndexBinaryFlat(64)
-    index.add(upright)
-    out: dict[tuple[int, int], tuple[int, int]] = {}
-    for k in range(8):
-        q = np.ascontiguousarray(phashes[:, k]).view(np.uint8).reshape(n, 8)
-        lims, dist, found = index.range_search(q, radius + 1)  # FAISS keeps distances below the radius
-        for row in range(n):
-            for j, bits in zip(found[lims[row]:lims[row + 1]].tolist(), dist[lims[row]:lims[row + 1]].tolist()):
-                if j == row:
-                    continue
-                # upright(j) ~ orientation k of row: j looks like row turned by k
-                a, b = int(ids[row]), int(ids[j])
-                key, orient = ((a, b), k) if a < b else ((b, a), _inverse(k))
-                if key not in out or bits < out[key][0]:
-                    out[key] = (int(bits), orient)
-    return out
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    codes = np.ascontiguousarray(phashes, np.uint64).view(np.uint8).reshape(n, 8, 8)
+    upright = np.ascontiguousarray(codes[:, 0])
+    rows_out, cols_out, bits_out, orient_out = [], [], [], []
+    both = n <= both_ways_up_to
+    step = n if both else 8192
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        lo = 0 if both else s  # one way: only the later rows are searched
+        index = faiss.IndexBinaryFlat(64)
+        index.add(upright[lo:])
+        for k in range(8):
+            lims, dist, found = index.range_search(np.ascontiguousarray(codes[s:e, k]), radius + 1)
+            r = np.repeat(np.arange(s, e), np.diff(lims.astype(np.int64)))
+            c = found.astype(np.int64) + lo
+            keep = c != r if both else c > r
+            rows_out.append(r[keep])
+            cols_out.append(c[keep])
+            bits_out.append(dist[keep].astype(np.int64))
+            orient_out.append(np.full(int(keep.sum()), k, np.int64))
+    rows, cols, bits, orient = (np.concatenate(x) for x in (rows_out, cols_out, bits_out, orient_out))
+    # upright(c) ~ orientation k of r: c looks like r turned by k; seen from the smaller id, invert
+    flip = ids[rows] > ids[cols]
+    orient = np.where(flip, _INVERSE[orient], orient)
+    return _unique_pairs(ids, rows, cols, bits, orient, best=bits * 8 + orient)
 
-
-def _phash_pairs_small(ids: np.ndarray, phashes: np.ndarray, radius: int) -> dict[tuple[int, int], tuple[int, int]]:
-    out: dict[tuple[int, int], tuple[int, int]] = {}
-    table = np.unpackbits(np.ascontiguousarray(phashes).view(np.uint8).reshape(len(ids), 8, 8), axis=2)
-    upright = table[:, 0].reshape(len(ids), 64).astype(np.float32)
-    for k in range(8):
-        q = table[:, k].reshape(len(ids), 64).astype(np.float32)
-        bits = q.sum(1)[:, None] + upright.sum(1)[None, :] - 2 * (q @ upright.T)  # Hamming distances
-        for row, j in zip(*np.nonzero(bits <= radius)):
-            if row == j:
-                continue
-            a, b = int(ids[row]), int(ids[j])
-            d = int(round(bits[row, j]))
-            key, orient = ((a, b), k) if a < b else ((b, a), _inverse(k))
-            if key not in out or d < out[key][0]:
-                out[key] = (d, orient)
-    return out
-
-
-def _inverse(k: int) -> int:
-    name = ORIENTATIONS[k]
-    return ORIENTATIONS.index({"rot90": "rot270", "rot270": "rot90"}.get(name, name))
 
 
 # -- the search -----------------------------------------------------------------------------------
@@ -292,11 +361,13 @@ def check_options(preset: str, threshold: float | None, keep: str) -> float:
 def find_duplicates(ix: "Index", preset: str = "edited", threshold: float | None = None, keep: str = "resolution",
                     reference: Iterable[str | os.PathLike] = (), descriptor_radius: float | None = None,
                     progress: Callable[[int, int], None] | None = None,
-                    all_scores: bool = False) -> DuplicateReport:
+                    all_scores: bool = False, copy_cosine: float | None = None) -> DuplicateReport:
     """Groups of duplicates among the indexed images (see the module's docstring). ``threshold``
     (the verified score a copy needs) defaults to the preset's; ``keep`` picks the suggested file
     to keep; files under ``reference`` folders are always kept. ``all_scores`` keeps every
-    verified pair (with scores below the threshold) in ``report.timings['pairs']`` for curves."""
+    verified pair (with scores below the threshold, and its cosine and hash bits) in
+    ``report.timings['pairs']`` for curves. ``copy_cosine`` (default: the pipeline's ``COPY_COSINE``):
+    candidates whose hashes disagree are aligned only from this descriptor cosine up."""
     t0 = time.perf_counter()
     thr = check_options(preset, threshold, keep)
     kinds = PRESETS[preset]["kinds"]
@@ -330,27 +401,46 @@ def find_duplicates(ix: "Index", preset: str = "edited", threshold: float | None
             t1 = time.perf_counter()
             hashed = np.array(sorted(phashes), np.int64)
             if len(hashed):
-                for key, (bits, orient) in phash_pairs(hashed, np.stack([phashes[i] for i in hashed.tolist()])).items():
-                    candidates.setdefault(key, {})["phash"] = (bits, orient)
+                pairs, bits, orient = phash_pairs(hashed, np.stack([phashes[i] for i in hashed.tolist()]))
+                for (a, b), nb, o in zip(pairs.tolist(), bits.tolist(), orient.tolist()):
+                    candidates.setdefault((a, b), {})["phash"] = (nb, o)
             timings["phash"] = time.perf_counter() - t1
             t1 = time.perf_counter()
             radius = DESCRIPTOR_RADIUS if descriptor_radius is None else descriptor_radius
-            for key, cos in descriptor_pairs(*_search_vectors(ix, ids), radius).items():
-                candidates.setdefault(key, {})["cosine"] = cos
+            vec_ids, vecs = _search_vectors(ix, ids)
+            pairs, cos = descriptor_pairs(vec_ids, vecs, radius)
+            for (a, b), c in zip(pairs.tolist(), cos.tolist()):
+                candidates.setdefault((a, b), {})["cosine"] = c
+            row_of = {i: k for k, i in enumerate(vec_ids.tolist())}
+            for (a, b), info in candidates.items():  # hash candidates: their cosine too
+                if "cosine" not in info and a in row_of and b in row_of:
+                    info["cosine"] = float(vecs[row_of[a]] @ vecs[row_of[b]])
+            del vecs
             timings["descriptors"] = time.perf_counter() - t1
     n_candidates = len(candidates) + len(edges)
+    floor = COPY_COSINE.get(ix.spec, -1.0) if copy_cosine is None else copy_cosine
     scored: list[Pair] = []
+    extra: list[dict[str, Any]] = []
+    skipped = 0
     if candidates:
         t1 = time.perf_counter()
         images = _Images({i: r.path for i, r in rows.items()})
-        todo = sorted(k for k in candidates if k not in edges)
-        for n, (a, b) in enumerate(todo):
+        todo = []
+        for a, b in sorted(k for k in candidates if k not in edges):
             info = candidates[(a, b)]
             bits, orient = info.get("phash", (None, None))
             if bits is None and a in phashes and b in phashes:
                 d = hamming(phashes[a], phashes[b][0])  # b's upright hash against a's eight orientations
                 orient = int(np.argmin(d))
                 bits = int(d[orient])
+            near = bits is not None and bits <= NEAR_BITS
+            # alignment only where a copy is plausible: the hashes agree, or the descriptors are
+            # close enough (and edited copies are wanted)
+            if near or ("edited" in kinds and info.get("cosine", 1.0) >= floor):
+                todo.append((a, b, bits, orient, info.get("cosine")))
+            else:
+                skipped += 1
+        for n, (a, b, bits, orient, cosine) in enumerate(todo):
             pa, pb = images.get(a), images.get(b)
             if pa is None or pb is None:
                 continue
@@ -358,6 +448,7 @@ def find_duplicates(ix: "Index", preset: str = "edited", threshold: float | None
             kind = "near" if bits is not None and bits <= NEAR_BITS else "edited"
             pair = Pair(a, b, kind, round(check.score, 4), check.how)
             scored.append(pair)
+            extra.append({"cosine": None if cosine is None else round(cosine, 4), "bits": bits})
             if progress:
                 progress(n + 1, len(todo))
         timings["verify"] = time.perf_counter() - t1
@@ -367,9 +458,10 @@ def find_duplicates(ix: "Index", preset: str = "edited", threshold: float | None
     edges = {k: e for k, e in edges.items() if e.kind in kinds}
     groups = _group(edges, rows, keep, refs)
     if all_scores:
-        timings["pairs"] = [asdict(p) for p in scored] + [asdict(e) for e in edges.values() if e.kind in ("exact", "pixels")]  # type: ignore[assignment]
+        timings["pairs"] = ([{**asdict(p), **x} for p, x in zip(scored, extra)]  # type: ignore[assignment]
+                            + [asdict(e) for e in edges.values() if e.kind in ("exact", "pixels")])
     return DuplicateReport(groups, preset, thr, keep, len(ids), n_candidates, len(scored),
-                           time.perf_counter() - t0, timings)
+                           time.perf_counter() - t0, timings, skipped)
 
 
 def _search_vectors(ix: "Index", ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -395,7 +487,8 @@ def _group(edges: dict[tuple[int, int], Pair], rows: dict[int, Any], keep: str, 
         adj.setdefault(b, {})[a] = p
     order = sorted(adj, key=lambda i: (-len(adj[i]), -sum(p.score for p in adj[i].values()), i))
     taken: set[int] = set()
-    groups = []
+    groups: list[Group] = []
+    group_of: dict[int, int] = {}
     for c in order:
         if c in taken:
             continue
@@ -412,10 +505,15 @@ def _group(edges: dict[tuple[int, int], Pair], rows: dict[int, Any], keep: str, 
             if i != c:
                 m.kind, m.score = adj[c][i].kind, adj[c][i].score
             mem.append(m)
-        inside = set(ids)
-        pairs = [p for (a, b), p in edges.items() if a in inside and b in inside]
+        for i in ids:
+            group_of[i] = len(groups)
         _suggest(mem, keep)
-        groups.append(Group(mem, sorted(pairs, key=lambda p: (p.a, p.b))))
+        groups.append(Group(mem, []))
+    for (a, b), p in edges.items():  # each group's pairs, in one pass over the edges
+        if a in group_of and group_of[a] == group_of.get(b):
+            groups[group_of[a]].pairs.append(p)
+    for g in groups:
+        g.pairs.sort(key=lambda p: (p.a, p.b))
     groups.sort(key=lambda g: (-len(g.members), g.members[0].path))
     return groups
 

@@ -28,6 +28,7 @@ MIN_BLOCKS = 6  # textured blocks needed in the overlap for a correlation to mea
 TEXTURE_STD = 4.0  # grey-level standard deviation below which a block is flat
 BLUR = 2.5  # Gaussian sigma (working pixels) before blocks are compared: re-compression noise out
 QUANTILE = 0.25  # of the block correlations: a copy's blocks nearly all agree, another shot's do not
+SURE = 0.999  # a score no threshold refuses: no further test is tried
 
 
 @dataclass
@@ -181,10 +182,21 @@ def _oriented(grey: np.ndarray, orientation: str) -> np.ndarray:
 
 
 def compare(a: Prepared, b: Prepared, orientation: str | None = None) -> CopyCheck:
-    """How well ``b`` lines up with ``a`` as a copy. ``orientation``: how ``a`` would have to be
-    turned to look like ``b`` (from the perceptual hashes), when known."""
+    """How well ``b`` lines up with ``a`` as a copy: the best of the tests, the cheapest first,
+    stopping at a score of ``SURE`` (which every threshold accepts). ``orientation``: how ``a``
+    would have to be turned to look like ``b`` (from the perceptual hashes), when known."""
     best = CopyCheck(0.0, 0, "none", 0)
+    if orientation is not None:
+        # b = turn(a): turning b back is the inverse transpose
+        inverse = {"rot90": "rot270", "rot270": "rot90"}.get(orientation, orientation)
+        back = _oriented(b.rgb, inverse)
+        h, w = a.grey.shape
+        stretched = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR)
+        s, n = block_correlation(a.rgb, stretched, np.ones_like(a.grey, bool))
+        best = CopyCheck(s, 0, "orientation", n)
     for mirrored in (False, True):
+        if best.score >= SURE:
+            break
         kb, db = (b.mkpts, b.mdesc) if mirrored else (b.kpts, b.desc)
         m = _matches(a.desc, db)
         if len(m) < MIN_INLIERS:
@@ -200,13 +212,4 @@ def compare(a: Prepared, b: Prepared, orientation: str | None = None) -> CopyChe
         if s > best.score:
             best = CopyCheck(s, int(mask.sum()), "keypoints+mirror" if mirrored else "keypoints", n,
                              float(np.sqrt((err ** 2).mean())) / unit)
-    if orientation is not None:
-        # b = turn(a): turning b back is the inverse transpose
-        inverse = {"rot90": "rot270", "rot270": "rot90"}.get(orientation, orientation)
-        back = _oriented(b.rgb, inverse)
-        h, w = a.grey.shape
-        stretched = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR)
-        s, n = block_correlation(a.rgb, stretched, np.ones_like(a.grey, bool))
-        if s > best.score:
-            best = CopyCheck(s, 0, "orientation", n)
     return best
