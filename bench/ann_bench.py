@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> dict:
     build_s = time.perf_counter() - t
     tuning, tune_s = None, 0.0
     opts = auto_options(args.store)
-    if loaded:
+    if loaded and not args.retune:
         tuning = getattr(store, "tuning", None)
     elif opts is not None:  # tuned as an index tunes its auto store
         t = time.perf_counter()
@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> dict:
     m = measure(store, q, gt_ids, k, args.threads)
     p50 = m["p50_ms"]
     rss_mb, anon_mb = round(psutil.Process().memory_info().rss / 2**20), rss_anon_mb()
-    if args.store_dir and not loaded:
+    if args.store_dir and (not loaded or args.retune):
         store.save(args.store_dir)
 
     out = {
@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="also report gap_10_11 of the gem descriptors of a benchmark dataset")
     p.add_argument("--store-dir", type=Path, default=None,
                    help="save the built store here; when one is there, load and measure it instead")
+    p.add_argument("--retune", action="store_true", help="tune a loaded store again (as a build does)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     out = run(args)

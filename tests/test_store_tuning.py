@@ -13,7 +13,7 @@ from lookalike.errors import BadInputError
 from lookalike.store.factory import auto_options, auto_spec, choose, load_store, make_store
 from lookalike.store.ivfpq import IVFPQStore
 from lookalike.store.rows import read_manifest
-from lookalike.store.tuning import _recall, tune
+from lookalike.store.tuning import _recall, _recalls, lower_bound, tune
 
 faiss.omp_set_num_threads(1)
 
@@ -30,10 +30,12 @@ def clustered(n: int, dim: int = 32, clusters: int = 60, seed: int = 0) -> np.nd
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def true_recall(store, x: np.ndarray, qids: np.ndarray, k: int = 10) -> float:
-    """Recall@k of the store's answers for rows ``qids`` of ``x`` (ids = row numbers), by numpy."""
+def true_recall(store, x: np.ndarray, qids: np.ndarray, k: int = 10, lower: bool = False) -> float:
+    """Recall@k of the store's answers for rows ``qids`` of ``x`` (ids = row numbers), by numpy;
+    with ``lower``, the mean less one standard error (what the tuner holds a setting to)."""
     truth = np.argsort(-(x[qids] @ x.T), axis=1, kind="stable")[:, :k + 1]
-    return _recall(store.search(x[qids], k + 1)[1], truth, qids, k)
+    got = store.search(x[qids], k + 1)[1]
+    return lower_bound(_recalls(got, truth, qids, k)) if lower else _recall(got, truth, qids, k)
 
 
 @pytest.mark.parametrize("spec", ["IVF32,Flat?train_at=1000&nprobe=32",
@@ -44,14 +46,14 @@ def test_a_tiny_store_reaches_its_recall_target_with_the_least_effort(spec):
     store = make_store(spec, 32)
     store.add(np.arange(len(x)), x)
     t = tune(store, target=0.95, sample=300, timed=20)
-    assert t is not None and t["reached"] and t["recall"] >= 0.95 and t["vectors"] == 3000
+    assert t is not None and t["reached"] and t["recall"] >= t["recall_lower"] >= 0.95 and t["vectors"] == 3000
     knob, value = next(iter(t["params"].items()))
     assert getattr(store, knob) == value
     qids = np.random.default_rng(0).choice(len(x), 300, replace=False)
-    assert true_recall(store, x, qids) >= 0.95  # measured independently of the store's scan
+    assert true_recall(store, x, qids, lower=True) >= 0.95  # measured independently of the store's scan
     if value > 1 and knob == "nprobe":  # the least setting that reaches it: one less falls short
         setattr(store, knob, value - 1)
-        assert true_recall(store, x, np.sort(qids)) < 0.95 or t["params"].get("rescore", 0) > 1
+        assert true_recall(store, x, np.sort(qids), lower=True) < 0.95 or t["params"].get("rescore", 0) > 1
 
 
 def test_nothing_to_tune_on_exact_stores():
@@ -185,3 +187,9 @@ def test_info_shows_the_tuning(tmp_path, many_photos, monkeypatch):
     assert "search tuning" in runner.invoke(app, ["info", "--index", idx]).stdout
     r = runner.invoke(app, ["index", str(many_photos), "--index", idx, "--store", "flat", "--recall", "0.9"])
     assert r.exit_code == 1 and "auto" in r.output
+
+
+def test_recall_is_held_to_its_lower_bound():
+    all_or_nothing = np.array([1.0] * 97 + [0.0] * 3)  # mean 0.97, a few queries missing everything
+    assert lower_bound(all_or_nothing) < 0.97 - 0.01
+    assert lower_bound(np.ones(50)) == 1.0
