@@ -165,9 +165,9 @@ def map_large_blocks(threshold: int = LARGE_BLOCK) -> None:
     ``mallopt(M_MMAP_THRESHOLD)``; elsewhere a no-op). Process-wide, set once.
 
     IVF-Flat lists grow by reallocation. From glibc's heap, the blocks each list leaves behind are
-    reused by the next lists' growth, so their spare capacity ends up resident: 15-45 % over the
+    reused by the next lists' growth, so their spare capacity ends up resident: 15-47 % over the
     vectors. A mapped block goes back to the system when freed and its unused capacity is never
-    touched, so the resident size follows the vectors (about 5 % over them). Setting the threshold
+    touched, so the resident size follows the vectors (5-7 % over them). Setting the threshold
     also stops glibc from raising it on its own after large frees."""
     global _large_blocks_mapped
     if _large_blocks_mapped:
