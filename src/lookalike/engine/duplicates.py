@@ -30,7 +30,8 @@ import faiss
 import numpy as np
 
 from lookalike.errors import BadInputError, ImageError
-from lookalike.features.hashes import ORIENTATIONS, dihedral_phashes, from_bytes, hamming, pixel_digest
+from lookalike.features.hashes import (ORIENTATIONS, dihedral_phashes, from_bytes, hamming, inverse_orientation,
+                                      pixel_digest)
 from lookalike.features.local import copies
 from lookalike.io import load_image
 
@@ -62,7 +63,7 @@ SPARE = 8  # neighbours found beyond the kept ones, so the exact re-scoring can 
 PREPARED_KEPT = 500  # images kept ready for alignment in memory
 LOAD_SIDE = 640  # images are read at most this large for alignment
 # _INVERSE[k]: the orientation that undoes ORIENTATIONS[k]
-_INVERSE = np.array([ORIENTATIONS.index({"rot90": "rot270", "rot270": "rot90"}.get(o, o)) for o in ORIENTATIONS])
+_INVERSE = np.array([ORIENTATIONS.index(inverse_orientation(o)) for o in ORIENTATIONS])
 
 
 @dataclass
@@ -229,8 +230,7 @@ def _projected(vecs: np.ndarray) -> np.ndarray:
     mean = x.mean(0)
     x -= mean
     y = x @ rng.standard_normal((d, LOW_DIM + 32), dtype=np.float32)
-    for _ in range(1):  # a power iteration sharpens the leading axes
-        y, _r = np.linalg.qr(x @ (x.T @ y))
+    y, _r = np.linalg.qr(x @ (x.T @ y))  # one power iteration sharpens the leading axes
     axes = np.linalg.svd(y.T @ x, full_matrices=False)[2][:LOW_DIM].T.astype(np.float32)
     out = np.empty((n, LOW_DIM), np.float32)
     for s in range(0, n, 16384):

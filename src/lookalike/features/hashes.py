@@ -17,6 +17,14 @@ ORIENTATIONS = ("identity", "mirror", "rot90", "rot180", "rot270", "flip", "tran
 _TRANSPOSE = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180,
               Image.Transpose.ROTATE_270, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.TRANSPOSE,
               Image.Transpose.TRANSVERSE)
+_TURNS_BACK = {"rot90": "rot270", "rot270": "rot90"}  # every other orientation undoes itself
+
+
+def inverse_orientation(name: str) -> str:
+    """The orientation that undoes ``name`` (one of ``ORIENTATIONS``)."""
+    return _TURNS_BACK.get(name, name)
+
+
 HASH_SIDE = 64  # pHash looks at a 32x32 grey image: resizing to this first keeps it cheap
 
 

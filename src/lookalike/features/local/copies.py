@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from lookalike.features.hashes import inverse_orientation
+
 WORK_SIDE = 320  # both images are compared at this longer side
 BLOCK = 16  # pixels per block side at the working size
 MIN_INLIERS = 10
@@ -188,8 +190,7 @@ def compare(a: Prepared, b: Prepared, orientation: str | None = None) -> CopyChe
     best = CopyCheck(0.0, 0, "none", 0)
     if orientation is not None:
         # b = turn(a): turning b back is the inverse transpose
-        inverse = {"rot90": "rot270", "rot270": "rot90"}.get(orientation, orientation)
-        back = _oriented(b.rgb, inverse)
+        back = _oriented(b.rgb, inverse_orientation(orientation))
         h, w = a.grey.shape
         stretched = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR)
         s, n = block_correlation(a.rgb, stretched, np.ones_like(a.grey, bool))
