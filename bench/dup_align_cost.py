@@ -47,7 +47,7 @@ def main() -> None:
         d = hamming(ph[x], ph[y][0])
         k = int(np.argmin(d))
         near = int(d[k]) <= dup.NEAR_BITS
-        if near or float(vecs[row[x]] @ vecs[row[y]]) >= floor:
+        if dup.worth_aligning(int(d[k]), float(vecs[row[x]] @ vecs[row[y]]), floor):
             pa, pb = images.get(x), images.get(y)
             if pa is not None and pb is not None:
                 jobs.append((pa, pb, ORIENTATIONS[k] if near else None))

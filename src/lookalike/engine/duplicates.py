@@ -433,10 +433,7 @@ def find_duplicates(ix: "Index", preset: str = "edited", threshold: float | None
                 d = hamming(phashes[a], phashes[b][0])  # b's upright hash against a's eight orientations
                 orient = int(np.argmin(d))
                 bits = int(d[orient])
-            near = bits is not None and bits <= NEAR_BITS
-            # alignment only where a copy is plausible: the hashes agree, or the descriptors are
-            # close enough (and edited copies are wanted)
-            if near or ("edited" in kinds and info.get("cosine", 1.0) >= floor):
+            if worth_aligning(bits, info.get("cosine"), floor, "edited" in kinds):
                 todo.append((a, b, bits, orient, info.get("cosine")))
             else:
                 skipped += 1
@@ -462,6 +459,15 @@ def find_duplicates(ix: "Index", preset: str = "edited", threshold: float | None
                             + [asdict(e) for e in edges.values() if e.kind in ("exact", "pixels")])
     return DuplicateReport(groups, preset, thr, keep, len(ids), n_candidates, len(scored),
                            time.perf_counter() - t0, timings, skipped)
+
+
+def worth_aligning(bits: int | None, cosine: float | None, floor: float, edited: bool = True) -> bool:
+    """Whether a candidate pair is lined up at all: its hashes agree (``NEAR_BITS``), or edited
+    copies are wanted and its descriptors are close enough (``cosine`` at ``floor`` or above; no
+    cosine known: aligned)."""
+    if bits is not None and bits <= NEAR_BITS:
+        return True
+    return edited and (cosine is None or cosine >= floor)
 
 
 def _search_vectors(ix: "Index", ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
