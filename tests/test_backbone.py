@@ -87,3 +87,25 @@ def test_loading_the_torch_backbone_prints_nothing_on_stdout(capsys) -> None:
     load_torch_backbone("efficientnet-lite0")
     out = capsys.readouterr()
     assert out.out == "" and "Loaded pretrained weights" in out.err
+
+
+def test_turns_average_the_four_quarter_turns_so_a_turned_image_matches():
+    """``turns``: aerial photos have no up; the descriptor of an image turned a quarter is the same."""
+    from lookalike.features.deep import mask_box, turn_box
+
+    ex = DeepExtractor(aggregator="gem", max_side=96, turns=True)
+    plain = DeepExtractor(aggregator="gem", max_side=96)
+    img = checker(96, 96, 12)
+    img[10:40, 50:90] = (200, 40, 40)
+    turned = np.ascontiguousarray(np.rot90(img))
+    a, b = ex.describe([img, turned])
+    assert float(a @ b) > 0.999
+    p, q = plain.describe([img, turned])
+    assert float(p @ q) < float(a @ b)
+    assert ex.config()["turns"] is True and "turns" not in plain.config()
+    assert not ex.shares_pass(plain)
+    mask = np.zeros((6, 8), bool)
+    mask[1:3, 4:7] = True
+    box = mask_box(mask)
+    for t in range(1, 4):
+        assert turn_box(box, t) == pytest.approx(mask_box(np.rot90(mask, t)))

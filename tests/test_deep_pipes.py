@@ -43,7 +43,7 @@ def test_fusion_shares_one_backbone_pass():
 
 
 def test_extraction_options_reach_the_extractor_and_are_kept(photo_dir, tmp_path):
-    """--max-side / --scales / --flip / --foreground on `index` build the extractor and are stored."""
+    """--max-side / --scales / --flip / --turns / --foreground on `index` build the extractor and are stored."""
     import json
 
     from typer.testing import CliRunner
@@ -52,12 +52,12 @@ def test_extraction_options_reach_the_extractor_and_are_kept(photo_dir, tmp_path
 
     idx = str(tmp_path / "idx")
     r = CliRunner().invoke(app, ["index", str(photo_dir), "--index", idx, "-p", "gem", "--max-side", "160",
-                                 "--scales", "1,0.75", "--flip", "--foreground", "scda", "--quiet"])
+                                 "--scales", "1,0.75", "--flip", "--turns", "--foreground", "scda", "--quiet"])
     assert r.exit_code == 0, r.output
     info = json.loads(CliRunner().invoke(app, ["info", "--index", idx, "--json"]).stdout)
     ex = info["extractor"]
-    assert (ex["max_side"], ex["scales"], ex["flip"], ex["foreground"]) == (160, [1.0, 0.75], True, "scda")
-    direct = DeepExtractor(aggregator="gem", max_side=160, scales=(1.0, 0.75), flip=True, foreground="scda")
+    assert (ex["max_side"], ex["scales"], ex["flip"], ex["turns"], ex["foreground"]) == (160, [1.0, 0.75], True, True, "scda")
+    direct = DeepExtractor(aggregator="gem", max_side=160, scales=(1.0, 0.75), flip=True, turns=True, foreground="scda")
     with lookalike.open(idx) as index:  # the stored options rebuild the same extractor
         hit = index.search(photo_dir / "img2.jpg", k=1).hits[0]
         assert hit.path.endswith("img2.jpg")

@@ -12,7 +12,7 @@ from PIL import Image
 from lookalike.train.data import read_labelled, split_classes, split_images
 from lookalike.train.losses import batch_contrastive, batch_triplet, contrastive, triplet
 from lookalike.train.mining import pk_batches
-from lookalike.train.views import dihedral, dihedral_of
+from lookalike.train.views import dihedral, make_view
 from lookalike.train.whiten import LearnedWhitening, learn_whitening, positive_pairs
 
 from conftest import synthetic_photo
@@ -108,12 +108,14 @@ def test_split_images_holds_out_part_of_every_class() -> None:
     assert held.count("a") == 2 and held.count("b") == 2 and held.count("c") == 0
 
 
-def test_dihedral_views_cover_the_group() -> None:
+def test_dihedral_views_cover_the_group_and_start_with_the_quarter_turns(tmp_path: Path) -> None:
     img = np.arange(2 * 3 * 3).reshape(2, 3, 3).astype(np.uint8)
     outs = {dihedral(img, k).tobytes() for k in range(8)}
     assert len(outs) == 8  # eight distinct transforms of an asymmetric image
-    picks = [dihedral_of(Path(f"c/{i}.jpg"), v, 0) for i in range(3) for v in range(1, 8)]
-    assert 0 not in picks and all(sorted(picks[i:i + 7]) == list(range(1, 8)) for i in (0, 7, 14))
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    for v in range(4):  # views 0-3: the turns a turn-averaged descriptor (DeepExtractor turns=True) uses
+        assert np.array_equal(make_view(tmp_path / "a.png", v, 48, 0), np.rot90(rgb, v))
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +138,7 @@ def _tiny_cfg(**kw):
 
     base = dict(backbone="efficientnet-lite0", max_side=64, epochs=3, views=2, per_class=3, classes_per_batch=4,
                 lr=1e-3, val_fraction=0.0, holdout="images", whiten="on", threads=2, train_blocks=1,
-                lw_shrink=(1e-3,))
+                lw_shrink=(1e-3,), turns="off")
     return TrainConfig(**{**base, **kw})
 
 
@@ -196,7 +198,7 @@ def test_model_selection_keeps_the_best_epoch_and_stops_early(tiny, monkeypatch)
 
     tmp, data = tiny
     scores = iter([0.5, 0.6, 0.9, 0.7, 0.65, 0.6, 0.55, 0.5])
-    monkeypatch.setattr(Trainer, "validate", lambda self: (next(scores), None))
+    monkeypatch.setattr(Trainer, "validate", lambda self, turns=None, prep=None: (next(scores), None))
     t = _trainer(tmp, data, "select", _tiny_cfg(epochs=8, patience=3, val_fraction=0.34, whiten="on"))
     states = {}
     run_epoch = t.run_epoch
@@ -238,7 +240,7 @@ def test_class_holdout_keeps_the_start_when_training_hurts_unseen_classes(tiny, 
     t = Trainer(cfg, tmp / "keep")
     t.prepare(tr, va)
     scores = iter([0.7, 0.6, 0.5, 0.4])
-    monkeypatch.setattr(Trainer, "validate", lambda self: (next(scores), None))
+    monkeypatch.setattr(Trainer, "validate", lambda self, turns=None, prep=None: (next(scores), None))
     start = {}
     init = t.init_whitening
 
@@ -254,7 +256,11 @@ def test_class_holdout_keeps_the_start_when_training_hurts_unseen_classes(tiny, 
     spec = load_model(tmp / "keep")
     assert spec.p == pytest.approx(float(start["gem.p"]))
     w = LearnedWhitening().load(tmp / "keep")
-    assert np.allclose(w.proj, start["white.proj"].numpy()) and np.allclose(w.mean, start["white.mean"].numpy())
+    # the start won, so its Lw is fitted again on both halves of the classes for the written model
+    assert res["whitening_fitted_on"] == "training and held-out parts"
+    mean, proj = t.fit_whitening([t.train, t.val], False, 1e-3)
+    assert np.allclose(w.proj, proj, atol=1e-5) and np.allclose(w.mean, mean, atol=1e-6)
+    assert not np.allclose(w.proj, start["white.proj"].numpy(), atol=1e-3)
     trained = torch.load(tmp / "keep" / "checkpoint.pt", weights_only=False)["tail"]
     assert not torch.equal(trained["white.proj"], start["white.proj"])  # training did move it
 
@@ -268,16 +274,61 @@ def test_whitening_start_is_chosen_on_validation(tiny, monkeypatch) -> None:
     t = Trainer(cfg, tmp / "start")
     t.prepare(*load_data(data, None, cfg))
     seen, scores = [], iter([0.5, 0.4, 0.7, 0.6, 0.3])
-    monkeypatch.setattr(Trainer, "validate", lambda self: (seen.append(self.tail.white.proj.detach().clone()),
-                                                           next(scores))[1:] + (None,))
-    assert t.init_whitening() == "lw 0.1"
+    parts = []
+    monkeypatch.setattr(Trainer, "validate", lambda self, turns=None, prep=None: (
+        seen.append(self.tail.white.proj.detach().clone()), parts.append(prep), next(scores))[2:] + (None,))
+    # whole classes held out: each start is fitted on one half of the classes and scored on the
+    # other, both ways round, and the mean decides (lw 0.1: 0.9 and 0.2 lose to lw 1: 0.6 and 0.6)
+    scores = iter([0.5, 0.5, 0.4, 0.4, 0.9, 0.2, 0.6, 0.6, 0.3, 0.3])
+    assert t.cross_fitted() and t.init_whitening() == "lw 1"
+    assert parts[:2] == [t.val, t.train]
     assert torch.equal(seen[0], torch.eye(len(seen[0])))  # the identity first
-    assert torch.equal(t.tail.white.proj, seen[2]) and not torch.equal(seen[2], seen[3])
-    scores = iter([0.9, 0.4, 0.7, 0.6, 0.3])
+    assert torch.equal(t.tail.white.proj, seen[6]) and not torch.equal(seen[6], seen[7])  # fitted on either half
+    assert t.start_scores == {"identity": 0.5, "lw 0.001": 0.4, "lw 0.1": 0.55, "lw 1": 0.6, "lw 10": 0.3}
+    scores = iter([0.9, 0.9, 0.4, 0.4, 0.7, 0.7, 0.6, 0.6, 0.3, 0.3])
     assert t.init_whitening() == "identity" and torch.equal(t.tail.white.proj, seen[0])
     n = len(seen)
     t.val = None  # nothing to judge by: the first ridge's Lw, no validation
     assert t.init_whitening() == "lw 0.001" and len(seen) == n
+
+
+def test_turns_are_chosen_on_validation_and_kept_by_the_model(tiny, monkeypatch) -> None:
+    """With ``turns`` auto, every whitening start is judged with the single view and with the mean
+    of the quarter turns; the best pair is kept, and the written model describes that way."""
+    from lookalike.pipelines import build
+    from lookalike.train import load_model
+    from lookalike.train.loop import Trainer, load_data
+
+    tmp, data = tiny
+    cfg = _tiny_cfg(holdout="auto", whiten="auto", train_blocks=0, turns="auto", epochs=0)
+    t = Trainer(cfg, tmp / "turns")
+    t.prepare(*load_data(data, None, cfg))
+    assert len(t.val.maps) == 4 and len(t.train.maps) == 4  # the turns of every image are cached
+    table = {(False, "identity"): 0.5, (False, "lw"): 0.6, (True, "identity"): 0.55, (True, "lw"): 0.7}
+    asked = []
+
+    def validate(self, turns=None, prep=None):
+        turns = self.turns if turns is None else turns
+        ident = torch.equal(self.tail.white.proj, torch.eye(len(self.tail.white.proj)))
+        asked.append((turns, "identity" if ident else "lw"))
+        return table[asked[-1]], None
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "validate", validate)
+        assert t.init_whitening() == "lw 0.001 + turns" and t.turns
+        assert sorted(set(asked)) == sorted(table)
+        table[(True, "lw")] = 0.6  # a tie with the single view: the cheaper single view is kept
+        assert t.init_whitening() == "lw 0.001" and not t.turns
+        table[(True, "lw")] = 0.7
+        res = t.fit()  # chooses the start again, then writes it (no epochs)
+    assert res["turns"] and res["history"][0]["turns"] and "lw 0.001 + turns" in res["history"][0]["start_scores"]
+    spec = load_model(tmp / "turns")
+    assert spec.turns and spec.extractor_kwargs()["turns"]
+    assert build("gem", model=str(tmp / "turns")).extractor.turns
+    _used_like_a_backbone(tmp / "turns", data)
+    assert Trainer(_tiny_cfg(turns="auto", augmentation="crops"), tmp / "crops").turn_choices() == (False,)
+    with pytest.raises(ValueError, match="dihedral"):
+        Trainer(_tiny_cfg(turns="on", augmentation="crops"), tmp / "crops")
 
 
 def test_resume_continues_where_it_stopped(tiny) -> None:
@@ -321,7 +372,7 @@ def _used_like_a_backbone(model: Path, data: Path, tail_state: dict | None = Non
 
     spec = load_model(model)
     cfg = spec.info["training"]["config"]
-    assert spec.backbone == "efficientnet-lite0" and spec.p != 3.0
+    assert spec.backbone == "efficientnet-lite0" and (spec.p != 3.0 or spec.info["training"]["best_epoch"] == 0)
     assert (spec.whitening is not None) == (cfg["whiten"] != "off")
     pipe = build("default", model=str(model))
     img = load_rgb(data / "class1" / "0.jpg")
@@ -330,10 +381,18 @@ def _used_like_a_backbone(model: Path, data: Path, tail_state: dict | None = Non
     tail = Tail(tb.module.net, cut, p=spec.p, whiten=spec.whitening is not None).eval()
     if tail_state is not None:
         tail.load_state_dict(tail_state)
+    elif spec.whitening is not None:
+        from lookalike.train.whiten import LearnedWhitening
+
+        w = LearnedWhitening().load(spec.whitening.parent)
+        tail.white.set(w.mean, w.proj)
     x = resize_max_side(img, cfg["max_side"]).astype(np.float32)
-    x = torch.from_numpy(((x - 127.0) / 128.0).transpose(2, 0, 1)[None].copy())
+    turns = range(4) if spec.turns else range(1)  # with turns: the mean of the four quarter turns
+    xs = [torch.from_numpy(((np.rot90(x, k) - 127.0) / 128.0).transpose(2, 0, 1)[None].copy()) for k in turns]
     with torch.no_grad():
-        ref = tail(Trunk(tb.module.net, cut)(x)).numpy()[0]
+        pooled = sum(tail.pooled(Trunk(tb.module.net, cut)(t)) for t in xs)
+        pooled = torch.nn.functional.normalize(pooled, dim=1)
+        ref = (tail.white(pooled) if tail.white is not None else pooled).numpy()[0]
     assert float(got @ ref) > 0.999
     # a retrained model gets new weights and so a new ONNX export and feature cache key
     assert spec.weights.name != "efficientnet-lite0.pth" and spec.weights.exists()

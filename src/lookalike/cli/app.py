@@ -107,12 +107,14 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
 MAX_SIDE = typer.Option(None, "--max-side", min=32, help="Deep pipelines: longer image side fed to the network.")
 SCALES = typer.Option(None, "--scales", help="Deep pipelines: scales of the max side, summed, e.g. 1,0.7071,1.4142.")
 FLIP = typer.Option(False, "--flip", help="Deep pipelines: also describe the mirrored image and average.")
+TURNS = typer.Option(False, "--turns", help="Deep pipelines: also describe the image turned 90, 180 and 270 "
+                     "degrees and average (for images without an up: aerial photos, textures).")
 FOREGROUND = typer.Option(None, "--foreground", help="Deep pipelines: describe only the main object, found from "
                           "the activation mask: scda or cam.")
 
 
 def extraction_options(max_side: int | None, scales: str | None, flip: bool,
-                       foreground: str | None) -> dict[str, Any]:
+                       foreground: str | None, turns: bool = False) -> dict[str, Any]:
     """The pipeline options of the shared extraction flags (unset ones left out)."""
     out: dict[str, Any] = {}
     if max_side:
@@ -126,6 +128,8 @@ def extraction_options(max_side: int | None, scales: str | None, flip: bool,
             fail("--scales must be positive")
     if flip:
         out["flip"] = True
+    if turns:
+        out["turns"] = True
     if foreground:
         if foreground not in ("scda", "cam"):
             fail(f"--foreground must be scda or cam, not {foreground!r}")

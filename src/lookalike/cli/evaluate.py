@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from lookalike.cli.app import (FLIP, FOREGROUND, MAX_SIDE, SCALES, app, console, extraction_options, print_json,
+from lookalike.cli.app import (FLIP, TURNS, FOREGROUND, MAX_SIDE, SCALES, app, console, extraction_options, print_json,
                   progress_bar)
 
 
@@ -26,6 +26,7 @@ def eval_cmd(
     max_side: Optional[int] = MAX_SIDE,
     scales: Optional[str] = SCALES,
     flip: bool = FLIP,
+    turns: bool = TURNS,
     foreground: Optional[str] = FOREGROUND,
     rotate: bool = typer.Option(False, "--rotate", help="Also query with each image turned 90° each way; "
                                                         "each result keeps its best score."),
@@ -36,7 +37,7 @@ def eval_cmd(
 
     spec = pipeline + (f"+{rerank}" if rerank else "")
     options = {**{k: v for k, v in (("compare", compare), ("model", model), ("fit_on", fit_on)) if v is not None},
-               **extraction_options(max_side, scales, flip, foreground)}
+               **extraction_options(max_side, scales, flip, foreground, turns)}
     with progress_bar("describing", enabled=not as_json) as update:
         res = evaluate(dataset, spec, options, split=split, holdout_last=holdout_last, progress=update,
                        rotate=rotate, protocol=protocol)

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from lookalike.cli.app import (FLIP, FOREGROUND, MAX_SIDE, SCALES, app, console, err_console, extraction_options, fail, open_index,
+from lookalike.cli.app import (FLIP, TURNS, FOREGROUND, MAX_SIDE, SCALES, app, console, err_console, extraction_options, fail, open_index,
                   print_json, progress_bar)
 from lookalike.cli.watching import DEBOUNCE, RESCAN_EVERY, watch_until_interrupted
 
@@ -23,6 +23,7 @@ def index_cmd(
     max_side: Optional[int] = MAX_SIDE,
     scales: Optional[str] = SCALES,
     flip: bool = FLIP,
+    turns: bool = TURNS,
     foreground: Optional[str] = FOREGROUND,
     exclude: List[str] = typer.Option([], "--exclude", "-x", help="Glob of files or folders to skip (repeatable)."),
     batch_size: int = typer.Option(32, help="Images per extraction batch."),
@@ -52,7 +53,7 @@ def index_cmd(
     """
     options = {**{k: v for k, v in (("compare", compare),
                                     ("model", str(Path(model).resolve()) if model else None)) if v},
-               **extraction_options(max_side, scales, flip, foreground)} or None
+               **extraction_options(max_side, scales, flip, foreground, turns)} or None
     import os
 
     from lookalike.engine.runners import RUNNERS, make_runner

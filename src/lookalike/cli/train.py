@@ -29,6 +29,9 @@ def train_cmd(
     views: Optional[int] = typer.Option(None, help="Cached views per image (1 = no augmentation)."),
     augmentation: Optional[str] = typer.Option(None, help="dihedral (quarter turns and mirrors: aerial, "
                                                           "texture, scans) or crops (images with an up)."),
+    turns: str = typer.Option("auto", help="Average the descriptor over the image's four quarter turns (images "
+                                           "without an up): on, off, or auto (whichever validates better; "
+                                           "needs the dihedral augmentation). The model keeps the choice."),
     max_per_class: Optional[int] = typer.Option(None, help="Images used per class (0 = all)."),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate."),
     whiten: str = typer.Option("auto", help="Learnable whitening: on (starts from Lw, learned from the "
@@ -52,7 +55,10 @@ def train_cmd(
         fail(f"--holdout must be auto, classes or images, not {holdout!r}")
     if augmentation not in (None, "dihedral", "crops"):
         fail(f"--augmentation must be dihedral or crops, not {augmentation!r}")
-    cfg = TrainConfig(loss=loss, margin=margin, whiten=whiten, seed=seed, protocol=protocol, holdout=holdout)
+    if turns not in ("auto", "on", "off"):
+        fail(f"--turns must be auto, on or off, not {turns!r}")
+    cfg = TrainConfig(loss=loss, margin=margin, whiten=whiten, seed=seed, protocol=protocol, holdout=holdout,
+                      turns=turns)
     for name, value in (("epochs", epochs), ("patience", patience), ("train_blocks", train_blocks),
                         ("views", views), ("augmentation", augmentation), ("lr", lr), ("backbone", backbone)):
         if value is not None:
@@ -80,6 +86,7 @@ def train_cmd(
         console.print(f"epoch {row['epoch']}: loss {row['loss']}  val mAP {row['val_mAP']}  p {row['p']}")
     stop = " (stopped early)" if res["stopped_early"] else ""
     white = f", whitening started from {res['whitening_start']}" if res["whitening_start"] else ""
+    white += ", descriptor averaged over quarter turns" if res.get("turns") else ""
     console.print(f"model written to {res['model']} (best epoch {res['best_epoch']} of {res['epochs_run']}{stop}, "
                   f"val mAP {res['val_mAP']} on {res['val_images']} held-out images of {res['val_classes']} "
                   f"{'unseen ' if res['holdout'] == 'classes' else ''}classes{white}, {res['seconds']:.0f} s); use it with --model {res['model']}")

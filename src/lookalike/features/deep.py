@@ -69,20 +69,31 @@ def crop_map(fmap: np.ndarray, box: RelBox) -> np.ndarray:
     return fmap[:, r0:r1, c0:c1]
 
 
+def turn_box(box: RelBox, turns: int) -> RelBox:
+    """A fractional box of an image as it lies in the image turned by ``np.rot90(image, turns)``
+    (a quarter turn maps the point (x, y) to (y, 1 - x))."""
+    x0, y0, x1, y1 = box
+    for _ in range(turns % 4):
+        x0, y0, x1, y1 = y0, 1.0 - x1, y1, 1.0 - x0
+    return (x0, y0, x1, y1)
+
+
 class DeepExtractor(Extractor):
-    """Backbone conv map -> aggregator -> L2; optional multi-scale and flip averaging."""
+    """Backbone conv map -> aggregator -> L2; optional averaging over scales, the mirror image and
+    the four quarter turns (``turns``: for images without an up, such as aerial photos)."""
 
     metric = "ip"
     gives_logits = True
 
     def __init__(self, backbone: str = "efficientnet-lite2", aggregator: str = "gem",
                  max_side: int = 352, scales: Sequence[float] = (1.0,), flip: bool = False,
-                 weights: str | None = None, foreground: str | None = None,
+                 turns: bool = False, weights: str | None = None, foreground: str | None = None,
                  threads: int | None = None, snap: int | None = None, **params: Any) -> None:
         if foreground not in (None, "scda", "cam"):
             raise BadInputError(f"foreground must be None, 'scda' or 'cam', not {foreground!r}")
         self.backbone_name, self.aggregator, self.params = backbone, aggregator, params
         self.max_side, self.scales, self.flip, self.weights = max_side, tuple(scales), flip, weights
+        self.turns = bool(turns)
         self.foreground, self.threads, self.snap = foreground, threads, snap
         self._pool = AGGREGATORS.get(aggregator)
         self._net: OnnxBackbone | None = None
@@ -128,16 +139,17 @@ class DeepExtractor(Extractor):
         return [resize_max_side(rgb, side, self.snap) for side in self.sides]
 
     def feature_maps(self, prepared: Sequence[list[np.ndarray]]
-                     ) -> Iterator[tuple[int, int, bool, np.ndarray, np.ndarray]]:
-        """(image index, scale index, flipped, fmap (C, h, w), logits (1000,)) for every variant."""
+                     ) -> Iterator[tuple[int, int, bool, int, np.ndarray, np.ndarray]]:
+        """(image index, scale index, flipped, quarter turns, fmap (C, h, w), logits (1000,)) for
+        every variant: each scale, mirrored when ``flip``, turned 0-3 times when ``turns``."""
         for si in range(len(self.scales)):
             batch = [p[si] for p in prepared]
-            passes = [(False, batch)]
-            if self.flip:
-                passes.append((True, [np.ascontiguousarray(v[:, ::-1]) for v in batch]))
-            for flipped, ims in passes:
-                for i, (fmap, logits) in enumerate(self.net.run(ims)):
-                    yield i, si, flipped, fmap, logits
+            for flipped in (False, True) if self.flip else (False,):
+                ims = [np.ascontiguousarray(v[:, ::-1]) for v in batch] if flipped else batch
+                for turn in range(4 if self.turns else 1):
+                    turned = [np.ascontiguousarray(np.rot90(v, turn)) for v in ims] if turn else ims
+                    for i, (fmap, logits) in enumerate(self.net.run(turned)):
+                        yield i, si, flipped, turn, fmap, logits
 
     def localise_map(self, fmap: np.ndarray, logits: np.ndarray) -> RelBox:
         """Foreground box (fractions) from one map: SCDA mask, or the top class's CAM above its mean."""
@@ -163,19 +175,21 @@ class DeepExtractor(Extractor):
         exs = [self, *others]
         totals = [np.zeros((len(prepared), e.dim), np.float64) for e in exs]
         logits_out = np.zeros((len(prepared), 1000), np.float32)
-        for i, si, flipped, fmap, logits in self.feature_maps(prepared):
+        for i, si, flipped, turn, fmap, logits in self.feature_maps(prepared):
             box = boxes[i] if boxes is not None else None
             if box is not None and flipped:
                 box = (1.0 - box[2], box[1], 1.0 - box[0], box[3])
+            if box is not None and turn:
+                box = turn_box(box, turn)
             for e, total in zip(exs, totals):
                 total[i] += e.pool_map(fmap, logits, box)
-            if si == 0 and not flipped:
+            if si == 0 and not flipped and not turn:
                 logits_out[i] = logits
         return np.hstack([l2n(t.astype(np.float32)) for t in totals]), logits_out
 
     def shares_pass(self, other: object) -> bool:
         """True when ``other`` runs the same backbone passes (only the pooling differs)."""
-        keys = ("backbone_name", "weights", "max_side", "scales", "flip", "snap")
+        keys = ("backbone_name", "weights", "max_side", "scales", "flip", "turns", "snap")
         return isinstance(other, DeepExtractor) and all(getattr(self, k) == getattr(other, k) for k in keys)
 
     def describe_together(self, images: Sequence[np.ndarray], others: Sequence["DeepExtractor"]
@@ -233,5 +247,6 @@ class DeepExtractor(Extractor):
     def config(self) -> dict[str, Any]:
         return {"extractor": "deep", "backbone": self.backbone_name, "aggregator": self.aggregator,
                 "params": self.params, "max_side": self.max_side, "scales": list(self.scales),
-                "flip": self.flip, "weights": self.weights, "foreground": self.foreground,
+                "flip": self.flip, **({"turns": True} if self.turns else {}),
+                "weights": self.weights, "foreground": self.foreground,
                 **({"snap": self.snap} if self.snap else {})}

@@ -2,7 +2,9 @@
 
 ``MODEL/model.json`` names the backbone, the weights file (the whole network's state dict, named
 by a hash of its content so that every retraining gets its own ONNX export and feature caches),
-the learned GeM exponent, the input size and an optional learned whitening (``whiten.npz``).
+the learned GeM exponent, the input size, whether the descriptor is averaged over the image's four
+quarter turns (``turns``, chosen in training for images without an up) and an optional learned
+whitening (``whiten.npz``).
 """
 from __future__ import annotations
 
@@ -28,11 +30,12 @@ class ModelSpec:
     max_side: int
     whitening: Path | None
     info: dict[str, Any]
+    turns: bool = False
 
     def extractor_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``DeepExtractor`` that reproduce the trained descriptor."""
         return dict(backbone=self.backbone, aggregator="gem", max_side=self.max_side,
-                    weights=str(self.weights), p=round(self.p, 4))
+                    weights=str(self.weights), p=round(self.p, 4), **({"turns": True} if self.turns else {}))
 
     def post_steps(self) -> list[Any]:
         """Post-processing steps of the model (the learned whitening when there is one)."""
@@ -54,4 +57,4 @@ def load_model(path: str | Path) -> ModelSpec:
     folder = folder.resolve()
     white = folder / meta["whitening"] if meta.get("whitening") else None
     return ModelSpec(folder, meta["backbone"], folder / meta["weights"], float(meta["p"]),
-                     int(meta["max_side"]), white, meta)
+                     int(meta["max_side"]), white, meta, bool(meta.get("turns", False)))

@@ -1,4 +1,4 @@
-"""Pipeline options shared by the deep families (CLI: --max-side, --scales, --flip, --model)."""
+"""Pipeline options shared by the deep families (CLI: --max-side, --scales, --flip, --turns, --model)."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +7,7 @@ from typing import Any
 GEM_DEEP = dict(backbone="efficientnet-lite2", aggregator="gem", max_side=352)
 
 # Pipeline options that change how a deep extractor sees an image.
-EXTRACTION_OPTIONS = ("max_side", "scales", "flip", "foreground")
+EXTRACTION_OPTIONS = ("max_side", "scales", "flip", "turns", "foreground")
 
 
 def extraction_overrides(options: dict[str, Any]) -> dict[str, Any]:

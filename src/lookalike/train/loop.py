@@ -1,5 +1,7 @@
-"""The training loop: cache trunk views, then per epoch mine hard tuples with the current model,
-train the tail on them, score the held-out classes, checkpoint, log and plot."""
+"""The training loop: cache trunk views, choose the start (whitening, and for images without an up
+whether the descriptor averages the four quarter turns) on the held-out part, then per epoch mine
+hard tuples with the current model, train the tail on them, score the held-out part, checkpoint,
+log and plot."""
 from __future__ import annotations
 
 import json
@@ -21,6 +23,7 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 # whitening (a D x D matrix, where Adam moves every entry by about the learning rate)
 LR_SCALES = (1.0, 10.0, 1.0)
 HOLDOUTS = ("auto", "classes", "images")
+TURNS = ("auto", "on", "off")
 LW_SHRINK = {"classes": (0.001, 0.1, 1.0, 10.0, 100.0), "images": (0.001,)}  # by what validation holds out
 
 
@@ -36,6 +39,8 @@ class TrainConfig:
     train_blocks: int = 0  # last MBConv blocks trained with the head conv (0: backbone frozen)
     max_side: int = 352
     augmentation: str = "dihedral"  # or "crops" (for images that have an "up")
+    turns: str = "auto"  # the descriptor averaged over the image's four quarter turns ("on"), not ("off"),
+    # or whichever validates better ("auto"; ties keep the single view, 4x cheaper). Needs "dihedral".
     views: int = 4  # cached views per training image (view 0 unaugmented; each view is one trunk pass)
     max_per_class: int | None = None
     per_class: int = 4  # images of a class in a batch
@@ -156,6 +161,10 @@ class Trainer:
             raise ValueError(f"loss must be contrastive or triplet, not {cfg.loss!r}")
         if cfg.whiten not in ("auto", "on", "off"):
             raise ValueError(f"whiten must be auto, on or off, not {cfg.whiten!r}")
+        if cfg.turns not in TURNS:
+            raise ValueError(f"turns must be auto, on or off, not {cfg.turns!r}")
+        if cfg.turns == "on" and cfg.augmentation != "dihedral":
+            raise ValueError("turns needs the dihedral augmentation (its views 0-3 are the quarter turns)")
         self.cfg, self.out = cfg, Path(out)
         self.progress = progress or (lambda stage, done, total: None)
         torch.manual_seed(cfg.seed)
@@ -177,6 +186,10 @@ class Trainer:
         self.epoch = 0
         self.holdout = "images"  # set by prepare(): what the validation set holds out
         self.start_scores: dict[str, float] = {}  # validation mAP of each whitening start tried
+        self.turns = cfg.turns == "on"  # chosen by init_whitening when "auto"
+        self.start_shrink: float | None = None  # the Lw ridge of the chosen start (None: identity)
+        self.whitening_fitted_on = "training part"  # or both parts (``refit_start``)
+        self._frozen: dict | None = None  # pooled descriptors by (part, view) while the start is chosen
 
     # -- data ----------------------------------------------------------------------------------
     def prepare(self, train: Labelled, val: Labelled) -> None:
@@ -184,14 +197,22 @@ class Trainer:
 
         cache = TrunkCache(self.onnx, self.cfg.max_side, self.cfg.seed, self.tb.mean, self.tb.std,
                            threads=self.cfg.threads, augmentation=self.cfg.augmentation)
-        n_train, n_val = len(train) * self.cfg.views, len(val)
-        train_maps = cache.maps(train.paths, self.cfg.views,
+        views = max(self.cfg.views, 4) if self.turn_choices() != (False,) else self.cfg.views
+        val_views = 4 if self.turn_choices() != (False,) else 1
+        n_train, n_val = len(train) * views, len(val) * val_views
+        train_maps = cache.maps(train.paths, views,
                                 lambda d, t: self.progress("caching trunk views", d, n_train + n_val))
         self.train = self._prepared(train, train_maps)
         self.holdout = "classes" if len(val) and not set(val.labels) & set(train.labels) else "images"
         self.val = self._prepared(val, cache.maps(
-            val.paths, 1, lambda d, t: self.progress("caching trunk views", n_train + d, n_train + n_val))) \
+            val.paths, val_views, lambda d, t: self.progress("caching trunk views", n_train + d, n_train + n_val))) \
             if len(val) else None
+
+    def turn_choices(self) -> tuple[bool, ...]:
+        """Whether the descriptor averages quarter turns: the candidates, single view first."""
+        if self.cfg.turns == "auto":
+            return (False, True) if self.cfg.augmentation == "dihedral" else (False,)
+        return (self.cfg.turns == "on",)
 
     @staticmethod
     def _prepared(data: Labelled, maps: list[list[np.ndarray]]) -> Prepared:
@@ -199,54 +220,129 @@ class Trainer:
         return Prepared(data, np.array([names[c] for c in data.labels], np.int64), maps)
 
     # -- epochs --------------------------------------------------------------------------------
-    def validate(self) -> tuple[float | None, float | None]:
-        """(mAP, P@10) of the held-out images, each querying the others (None without any)."""
-        if self.val is None:
+    def descriptors(self, prep: Prepared, turns: bool, whiten: bool = True):
+        """The model's descriptors (N, D) of cached images: view 0, or with ``turns`` the L2 mean of
+        views 0-3 (the quarter turns), as ``DeepExtractor(turns=True)`` describes an image; then
+        the whitening (unless ``whiten`` is false)."""
+        import torch
+
+        if not turns and self._frozen is None:
+            return describe(self.tail if whiten else self.tail.pooled, prep.maps[0])
+        with torch.no_grad():
+            d = self.pooled(prep, 0) if not turns else torch.nn.functional.normalize(
+                sum(self.pooled(prep, v) for v in range(4)), dim=1)
+            return self.tail.white(d) if whiten and self.tail.white is not None else d
+
+    def pooled(self, prep: Prepared, view: int):
+        """GeM descriptors of one cached view, kept while the start is chosen (nothing but the
+        whitening changes then, and every candidate is fitted and scored on the same views)."""
+        if self._frozen is None:
+            return describe(self.tail.pooled, prep.maps[view])
+        key = (id(prep), view)
+        if key not in self._frozen:
+            self._frozen[key] = describe(self.tail.pooled, prep.maps[view])
+        return self._frozen[key]
+
+    def validate(self, turns: bool | None = None, prep: Prepared | None = None) -> tuple[float | None, float | None]:
+        """(mAP, P@10) of the held-out images (or of ``prep``), each querying the others (None
+        without any), described with ``turns`` (default: the chosen ones)."""
+        prep = prep or self.val
+        if prep is None:
             return None, None
         self.tail.eval()
-        d = describe(self.tail, self.val.maps[0]).numpy()
-        return leave_one_out_map(d, self.val.label_ids)
+        d = self.descriptors(prep, self.turns if turns is None else turns).numpy()
+        return leave_one_out_map(d, prep.label_ids)
+
+    def cross_fitted(self) -> bool:
+        """Whether starts are judged both ways round: with whole classes held out, the two halves
+        of the classes take turns to fit the whitening and to score it, and the mean decides (one
+        half of a few classes is too noisy a judge on its own)."""
+        return self.holdout == "classes" and self.val is not None
 
     def init_whitening(self) -> str | None:
-        """Start the whitening from Lw, learned from same-class pairs over every cached view of the
-        training images, with the ridge of each of ``lw_shrink`` (a stronger ridge keeps it closer
-        to a rotation, which carries over to unseen classes better), keeping whichever scores best
-        on validation; with ``auto`` the identity is a candidate too, and wins ties. Without a
-        validation set the first ridge is used."""
-        from lookalike.train.whiten import learn_whitening, positive_pairs
+        """Choose the start on validation: the whitening, and with ``turns`` auto whether the
+        descriptor averages the four quarter turns (each whitening start with each choice).
 
+        The whitening starts from Lw (``fit_whitening``) at the ridge of each of ``lw_shrink`` (a
+        stronger ridge keeps it closer to a rotation, which carries over to unseen classes
+        better); with ``auto`` the identity is a candidate too. Earlier candidates win ties: the
+        single view before the turns (4x cheaper), the identity before Lw. Without a validation
+        set: the first choice of turns and the first ridge."""
+        white = self.tail.white
+        judged = self.val is not None
+        turn_choices = self.turn_choices() if judged else self.turn_choices()[:1]
+        if white is None:
+            starts: list[tuple[str, float | None]] = [("", None)]
+        else:
+            starts = [("identity", None)] if self.cfg.whiten == "auto" and judged else []
+            starts += [(f"lw {x:g}", x) for x in self.cfg.lw_shrink or LW_SHRINK[self.holdout]]
+            if not judged:
+                starts = starts[:1]
+        candidates = [(t, name, x) for t in turn_choices for name, x in starts]
+        self.start_scores = {}
+        self._frozen = {}
+        try:
+            best = self._best_start(candidates, len(turn_choices) > 1)
+            self.turns, self.start_shrink = best[1], best[3]
+            self._set_start([self.train], self.turns, self.start_shrink)
+        finally:
+            self._frozen = None
+        return best[2] if white is not None else None
+
+    def _best_start(self, candidates: list[tuple[bool, str, float | None]], name_turns: bool
+                    ) -> tuple[float, bool, str, float | None]:
+        """(score, turns, label, shrink) of the best candidate, each score added to ``start_scores``."""
+        best: tuple[float, bool, str, float | None] | None = None
+        for turns, name, shrink in candidates:
+            score = self._judge(turns, shrink) if len(candidates) > 1 else 0.0
+            label = " + ".join(filter(None, [name, "turns" if turns and name_turns else ""]))
+            if len(candidates) > 1:
+                self.start_scores[label or "single view"] = round(score, 4)
+            if best is None or score > best[0]:
+                best = (score, turns, label, shrink)
+        assert best is not None
+        return best
+
+    def _judge(self, turns: bool, shrink: float | None) -> float:
+        """Validation mAP of a start (``shrink`` None: the identity), fitted on the training part;
+        cross-fitted, the mean with the other way round."""
+        folds = [(self.train, self.val)] + ([(self.val, self.train)] if self.cross_fitted() else [])
+        scores = []
+        for fit_on, score_on in folds:
+            self._set_start([fit_on], turns, shrink)
+            scores.append(self.validate(turns, score_on)[0] or 0.0)
+        return float(np.mean(scores))
+
+    def _set_start(self, parts: list[Prepared], turns: bool, shrink: float | None) -> None:
+        """Set the whitening to the identity (``shrink`` None) or to Lw fitted on ``parts``."""
         white = self.tail.white
         if white is None:
-            return None
-        self.tail.eval()
-        tr = self.train
-        d = np.concatenate([describe(self.tail.pooled, maps).numpy() for maps in tr.maps])
-        labels = np.tile(tr.label_ids, len(tr.maps))
-        qi, pi = positive_pairs(labels, 10, np.random.default_rng(self.cfg.seed))
-        best: tuple[float, str, Any] | None = None
-        self.start_scores = {}
-        judged = self.val is not None  # without validation: the first Lw, nothing to compare it with
-        if self.cfg.whiten == "auto" and judged:
-            best = (self.validate()[0] or 0.0, "identity", None)
-            self.start_scores["identity"] = round(best[0], 4)
-        shrinks = self.cfg.lw_shrink or LW_SHRINK[self.holdout]
-        for shrink in shrinks:
-            mean, proj = learn_whitening(d, qi, pi, eps=shrink)
-            proj *= np.sqrt(len(proj)) / np.linalg.norm(proj)  # the identity's scale, so lr means the same
-            if best is None and (len(shrinks) == 1 or not judged):
-                best = (0.0, f"lw {shrink:g}", (mean, proj))
-                break
-            white.set(mean, proj)
-            score = self.validate()[0] or 0.0
-            self.start_scores[f"lw {shrink:g}"] = round(score, 4)
-            if best is None or score > best[0]:
-                best = (score, f"lw {shrink:g}", (mean, proj))
-        assert best is not None
-        if best[2] is None:
+            return
+        if shrink is None:
             white.set(np.zeros(white.mean.shape, np.float32), np.eye(len(white.proj), dtype=np.float32))
         else:
-            white.set(*best[2])
-        return best[1]
+            white.set(*self.fit_whitening(parts, turns, shrink))
+
+    def fit_whitening(self, parts: list[Prepared], turns: bool, shrink: float) -> tuple[np.ndarray, np.ndarray]:
+        """Lw from same-class pairs of the images of ``parts``: every cached view its own sample, or
+        with ``turns`` one turn-averaged descriptor an image; scaled like the identity, so that
+        the learning rate means the same."""
+        from lookalike.train.whiten import learn_whitening, positive_pairs
+
+        self.tail.eval()
+        ds, names = [], []
+        for prep in parts:
+            if turns:
+                ds.append(self.descriptors(prep, True, whiten=False).numpy())
+                names += prep.data.labels
+            else:
+                for view in range(max(1, min(self.cfg.views, len(prep.maps)))):
+                    ds.append(self.pooled(prep, view).numpy())
+                    names += prep.data.labels
+        labels = np.unique(np.array(names), return_inverse=True)[1]
+        qi, pi = positive_pairs(labels, 10, np.random.default_rng(self.cfg.seed))
+        mean, proj = learn_whitening(np.concatenate(ds), qi, pi, eps=shrink)
+        return mean, proj * (np.sqrt(len(proj)) / np.linalg.norm(proj))
 
     def lr_at(self, epoch: int) -> float:
         """Cosine decay from ``lr`` over the configured epochs (a function of the epoch, so a
@@ -269,7 +365,7 @@ class Trainer:
         self.tail.train()
         losses = []
         for s, rows in enumerate(batches):
-            views = self.rng.integers(len(tr.maps), size=len(rows))
+            views = self.rng.integers(min(cfg.views, len(tr.maps)), size=len(rows))
             maps = common_crop([tr.maps[v][i] for i, v in zip(rows, views)], self.rng)
             d = describe(self.tail, maps, grad=True)
             loss = BATCH_LOSSES[cfg.loss](d, torch.from_numpy(tr.label_ids[rows]), margin)
@@ -297,6 +393,7 @@ class Trainer:
             start = self.init_whitening()
             mAP, p10 = self.validate()
             self._record({"epoch": 0, "loss": None, "val_mAP": _r(mAP), "val_P@10": _r(p10), "whitening_start": start,
+                          "turns": self.turns,
                           "start_scores": self.start_scores or None,
                           "p": round(float(self.tail.gem.p.detach()), 4),
                           "seconds": round(time.perf_counter() - t, 1)})
@@ -315,7 +412,16 @@ class Trainer:
                 self.best_state = self._tail_state()
             self._save_checkpoint()
         self.tail.load_state_dict(self.best_state)
+        self.refit_start()
         return self._write_model()
+
+    def refit_start(self) -> None:
+        """When the untrained start won and its choice was cross-fitted, fit its whitening again on
+        every labelled image (training and held-out classes): nothing is left to choose, and twice
+        the classes give a steadier Lw."""
+        if self.best[1] == 0 and self.cross_fitted() and self.start_shrink is not None and self.tail.white is not None:
+            self._set_start([self.train, self.val], self.turns, self.start_shrink)
+            self.whitening_fitted_on = "training and held-out parts"
 
     # -- output --------------------------------------------------------------------------------
     def _tail_state(self) -> dict:
@@ -337,7 +443,7 @@ class Trainer:
         state = {"epoch": self.epoch, "tail": self._tail_state(), "opt": self.opt.state_dict(),
                  "history": self.history, "best": self.best, "best_tail": self.best_state,
                  "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                 "config": asdict(self.cfg)}
+                 "config": asdict(self.cfg), "turns": self.turns, "start_shrink": self.start_shrink}
         tmp = self._ckpt_path().with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self._ckpt_path())
@@ -351,6 +457,8 @@ class Trainer:
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
         self.best, self.best_state = tuple(state["best"]), state["best_tail"]
         self.rng.bit_generator.state = state["rng"]
+        self.turns = bool(state.get("turns", False))
+        self.start_shrink = state.get("start_shrink")
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
 
@@ -364,12 +472,13 @@ class Trainer:
         white = None if w is None else LearnedWhitening(w.mean.detach().numpy().copy(), w.proj.detach().numpy().copy())
         info = {"config": asdict(self.cfg), "best_epoch": self.best[1], "val_mAP": _r(self.best[0]),
                 "epochs_run": self.epoch, "stopped_early": self.stopped_early() and self.epoch < self.cfg.epochs,
-                "whitening_start": self.history[0].get("whitening_start"),
+                "whitening_start": self.history[0].get("whitening_start"), "turns": self.turns,
+                "whitening_fitted_on": self.whitening_fitted_on if w is not None else None,
                 "holdout": self.holdout, "train_images": len(self.train.data),
                 "train_classes": len(self.train.data.classes()), "val_images": len(self.val.data) if self.val else 0,
                 "val_classes": len(self.val.data.classes()) if self.val else 0}
         save_model(self.out, self.cfg.backbone, full_state_dict(self.tb), float(self.tail.gem.p.detach()),
-                   self.cfg.max_side, white, info)
+                   self.cfg.max_side, white, info, turns=self.turns)
         return {"model": str(self.out), **info, "history": self.history}
 
 

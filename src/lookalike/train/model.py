@@ -2,7 +2,8 @@
 
 ``MODEL/model.json`` names the backbone, the weights file (the whole network's state dict, named
 by a hash of its content so that every retraining gets its own ONNX export and feature caches),
-the learned GeM exponent, the input size and an optional learned whitening (``whiten.npz``).
+the learned GeM exponent, the input size, ``turns`` (the descriptor averaged over quarter turns) and
+an optional learned whitening (``whiten.npz``).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from lookalike.pipelines.models import FORMAT, ModelSpec, load_model  # noqa: F4
 
 
 def save_model(folder: Path, backbone: str, state_dict: dict, p: float, max_side: int,
-               whitening: Any | None = None, info: dict[str, Any] | None = None) -> Path:
+               whitening: Any | None = None, info: dict[str, Any] | None = None, turns: bool = False) -> Path:
     """Write the weights (content-named), the optional whitening and ``model.json`` atomically."""
     import torch
 
@@ -36,7 +37,8 @@ def save_model(folder: Path, backbone: str, state_dict: dict, p: float, max_side
     elif (folder / "whiten.npz").exists():
         (folder / "whiten.npz").unlink()
     meta = {"format": FORMAT, "backbone": backbone, "weights": name, "aggregator": "gem", "p": float(p),
-            "max_side": int(max_side), "whitening": "whiten.npz" if whitening is not None else None,
+            "max_side": int(max_side), **({"turns": True} if turns else {}),
+            "whitening": "whiten.npz" if whitening is not None else None,
             **({"training": info} if info else {})}
     tmp = folder / "model.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2))

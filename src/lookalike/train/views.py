@@ -2,8 +2,9 @@
 
 View 0 is the image as it is indexed (long side ``max_side``). The other views depend on the
 augmentation: ``dihedral`` turns the image by a multiple of 90 degrees and/or mirrors it (images
-seen from above, textures and documents scanned any way round have no "up"; each image gets its
-own seeded choice of the 7 non-identity transforms), ``crops`` takes random resized crops,
+seen from above, textures and documents scanned any way round have no "up"); view ``v`` is
+transform ``v``, so views 0-3 are the four quarter turns a turn-averaged descriptor is made of.
+``crops`` takes random resized crops,
 mirrored half of the time, with colour jitter. Augmentation has to happen before the trunk, so
 each view is one trunk pass, computed once and reused every epoch.
 """
@@ -22,7 +23,7 @@ from lookalike.config import cache_dir
 from lookalike.features.deep import resize_max_side
 from lookalike.io import load_image
 
-AUG_VERSION = 2
+AUG_VERSION = 3
 AUGMENTATIONS = ("dihedral", "crops")
 
 
@@ -57,14 +58,6 @@ def _image_rng(path: Path, seed: int, what: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def dihedral_of(path: Path, view: int, seed: int) -> int:
-    """The dihedral transform of ``view``: 0 for view 0, then a per-image order of the other 7."""
-    if view == 0:
-        return 0
-    order = _image_rng(path, seed, "dihedral").permutation(np.arange(1, 8))
-    return int(order[(view - 1) % 7])
-
-
 def make_view(path: Path, view: int, max_side: int, seed: int, augmentation: str = "dihedral") -> np.ndarray:
     """The RGB input of one view of one image (view 0: no augmentation)."""
     rgb = load_image(path)
@@ -72,7 +65,7 @@ def make_view(path: Path, view: int, max_side: int, seed: int, augmentation: str
         rgb = augment(rgb, _image_rng(path, seed, str(view)))
     rgb = resize_max_side(rgb, max_side)
     if view > 0 and augmentation == "dihedral":
-        rgb = dihedral(rgb, dihedral_of(path, view, seed))
+        rgb = dihedral(rgb, view % 8)
     return rgb
 
 
