@@ -396,3 +396,38 @@ def _used_like_a_backbone(model: Path, data: Path, tail_state: dict | None = Non
     assert float(got @ ref) > 0.999
     # a retrained model gets new weights and so a new ONNX export and feature cache key
     assert spec.weights.name != "efficientnet-lite0.pth" and spec.weights.exists()
+
+
+def test_a_turns_model_serves_index_search_and_the_server(tiny) -> None:
+    """`index --model` stores the model's descriptor (turns included); `search` and the server use it:
+    an image turned a quarter finds its original first."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    import lookalike
+    from lookalike.cli import app
+    from lookalike.io import load_image as load_rgb
+    from lookalike.pipelines import build
+    from lookalike.server import create_app
+
+    tmp, data = tiny
+    _trainer(tmp, data, "served", _tiny_cfg(epochs=0, turns="on", whiten="on")).fit()
+    idx = tmp / "served-index"
+    r = CliRunner().invoke(app, ["index", str(data), "--index", str(idx), "-p", "gem", "--model",
+                                 str(tmp / "served"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    img = data / "class2" / "3.jpg"
+    pipe = build("gem", model=str(tmp / "served"))
+    assert pipe.extractor.turns
+    want = pipe.describe([load_rgb(img)])[0]  # the catalog keeps descriptors before post-processing
+    with lookalike.open(idx) as index:
+        hit = index.search(img, k=1).hits[0]
+        assert hit.path.endswith("class2/3.jpg")
+        np.testing.assert_allclose(index.catalog.vectors([hit.id])[hit.id], want, atol=1e-4)
+    turned = tmp / "turned.png"
+    Image.fromarray(np.ascontiguousarray(np.rot90(load_rgb(img)))).save(turned)
+    r = CliRunner().invoke(app, ["search", str(turned), "--index", str(idx), "-k", "1", "--format", "paths"])
+    assert r.exit_code == 0 and r.stdout.strip().endswith("class2/3.jpg"), r.output
+    with TestClient(create_app(idx, reload_every=0)) as c:
+        got = c.post("/search?k=1", files={"image": ("q.png", turned.read_bytes(), "image/png")}).json()
+    assert got["results"][0]["path"].endswith("class2/3.jpg") and got["results"][0]["score"] > 0.99
