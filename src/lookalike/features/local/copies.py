@@ -9,10 +9,12 @@ Two tests, each ending in the same measurement:
 * by orientation: when the perceptual hashes say how the second image is turned, it is turned back
   and stretched onto the first (for pictures with too few keypoints).
 
-The second image is then warped onto the first and compared block by block: the lower quartile of
-the zero-mean normalised cross-correlation of the textured blocks in their overlap. A copy lines up
-pixel for pixel (blocks agree at 0.985 and more, whatever the colour change; a caption spoils only its own
-blocks); another shot, even from nearly the same place, does not.
+The second image is then warped onto the first and compared block by block, after a blur wide
+enough that JPEG blocking (8 pixels) does not decide: the median, over the textured blocks of their
+overlap, of how well one image's block is a linear mix of the other's colours. A copy lines up
+pixel for pixel (half its blocks or more agree at 0.999 and above, whatever the colour change; a
+caption or a banner over a fifth of the picture spoils only its own blocks); another shot, even from
+nearly the same place, rarely does.
 """
 from __future__ import annotations
 
@@ -28,9 +30,14 @@ BLOCK = 16  # pixels per block side at the working size
 MIN_INLIERS = 10
 MIN_BLOCKS = 6  # textured blocks needed in the overlap for a correlation to mean something
 TEXTURE_STD = 4.0  # grey-level standard deviation below which a block is flat
-BLUR = 2.5  # Gaussian sigma (working pixels) before blocks are compared: re-compression noise out
-QUANTILE = 0.25  # of the block correlations: a copy's blocks nearly all agree, another shot's do not
-SURE = 0.999  # a score no threshold refuses: no further test is tried
+# Gaussian sigma (working pixels) before blocks are compared: re-compression noise and JPEG's 8-pixel
+# blocking out (2.5 left quality-10 copies at 0.67 recall on the copy benchmark)
+BLUR = 5.0
+# of the block correlations: the median, so that an overlay over a fifth of the picture (whose blocks
+# disagree) does not decide; the strict threshold on it (``engine.duplicates.PRESETS``) keeps other
+# shots out (chosen on half of the copy benchmark's scenes, BENCHMARKS.md)
+QUANTILE = 0.5
+SURE = 0.9995  # a score no preset's threshold refuses: no further test is tried
 
 
 @dataclass
@@ -49,7 +56,7 @@ class Prepared:
 
 @dataclass
 class CopyCheck:
-    score: float  # lower-quartile block correlation after alignment (0 when the images do not line up)
+    score: float  # median block correlation after alignment (0 when the images do not line up)
     inliers: int  # keypoint matches that agree with the similarity (0 for the orientation test)
     how: str  # "keypoints", "keypoints+mirror" or "orientation"
     blocks: int  # textured blocks compared
@@ -183,18 +190,45 @@ def _oriented(grey: np.ndarray, orientation: str) -> np.ndarray:
     return np.ascontiguousarray(cv2.rotate(np.ascontiguousarray(x), code) if code is not None else x)
 
 
+# the turn (``ORIENTATIONS`` name) a keypoint similarity stands for: (mirrored, quarter turns of its angle)
+_TURN_OF_FIT = {(False, 0): "identity", (True, 0): "mirror", (False, 1): "rot90", (False, 2): "rot180",
+                (False, 3): "rot270", (True, 2): "flip", (True, 3): "transpose", (True, 1): "transverse"}
+
+
+def _turned_score(a: Prepared, b: Prepared, orientation: str) -> CopyCheck:
+    """``b`` turned back (``b`` = ``orientation`` applied to ``a``) and stretched onto ``a``: no
+    resampling at an angle, which at the strict threshold a warp by a fitted turn can cost."""
+    back = _oriented(b.rgb, inverse_orientation(orientation))
+    h, w = a.grey.shape
+    stretched = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR)
+    s, n = block_correlation(a.rgb, stretched, np.ones_like(a.grey, bool))
+    return CopyCheck(s, 0, "orientation", n)
+
+
+def _full_frame_turn(a: Prepared, b: Prepared, t: np.ndarray, mirrored: bool) -> str | None:
+    """The turn a keypoint similarity stands for, when it is within a degree of a right angle and
+    maps ``b``'s whole frame onto ``a``'s (within 3 %): a turned or mirrored copy, uncropped."""
+    quarters = np.degrees(np.arctan2(t[1, 0], t[0, 0])) / 90
+    if abs(quarters - round(quarters)) > 1 / 90:
+        return None
+    hb, wb = b.grey.shape
+    corners = np.array([[0, 0], [wb, 0], [wb, hb], [0, hb]], np.float64) @ t[:, :2].T + t[:, 2]
+    h, w = a.grey.shape
+    lo, hi = corners.min(0), corners.max(0)
+    if np.any(np.abs(lo) > 0.03 * np.array([w, h])) or np.any(np.abs(hi - [w, h]) > 0.03 * np.array([w, h])):
+        return None
+    return _TURN_OF_FIT[(mirrored, int(round(quarters)) % 4)]
+
+
 def compare(a: Prepared, b: Prepared, orientation: str | None = None) -> CopyCheck:
     """How well ``b`` lines up with ``a`` as a copy: the best of the tests, the cheapest first,
     stopping at a score of ``SURE`` (which every threshold accepts). ``orientation``: how ``a``
-    would have to be turned to look like ``b`` (from the perceptual hashes), when known."""
+    would have to be turned to look like ``b`` (from the perceptual hashes), when known. A
+    keypoint fit that is a whole-frame turn (other than none) is also tried as that exact turn."""
     best = CopyCheck(0.0, 0, "none", 0)
     if orientation is not None:
-        # b = turn(a): turning b back is the inverse transpose
-        back = _oriented(b.rgb, inverse_orientation(orientation))
-        h, w = a.grey.shape
-        stretched = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR)
-        s, n = block_correlation(a.rgb, stretched, np.ones_like(a.grey, bool))
-        best = CopyCheck(s, 0, "orientation", n)
+        best = _turned_score(a, b, orientation)
+    turns = []
     for mirrored in (False, True):
         if best.score >= SURE:
             break
@@ -213,4 +247,13 @@ def compare(a: Prepared, b: Prepared, orientation: str | None = None) -> CopyChe
         if s > best.score:
             best = CopyCheck(s, int(mask.sum()), "keypoints+mirror" if mirrored else "keypoints", n,
                              float(np.sqrt((err ** 2).mean())) / unit)
+        turn = _full_frame_turn(a, b, t, mirrored)
+        if turn not in (None, "identity", orientation):
+            turns.append(turn)
+    for turn in turns:
+        if best.score >= SURE:
+            break
+        check = _turned_score(a, b, turn)
+        if check.score > best.score:
+            best = check
     return best
