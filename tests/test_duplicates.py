@@ -458,3 +458,17 @@ def test_a_shot_with_things_moved_by_a_pixel_is_not_a_copy():
         other = copies.prepare(scene(7, shift=shift))
         for orientation in ("identity", None):
             assert copies.compare(original, other, orientation).score < threshold, shift
+
+
+def test_a_panned_view_is_not_a_copy(monkeypatch):
+    """Two views of one scene, the camera turned sideways between them, agree pixel for pixel where
+    they overlap, but neither frame lies inside the other, as a crop's or a framed copy's does."""
+    from lookalike.features.local import copies
+
+    wide = scene(11, size=(480, 240))
+    left = copies.prepare(np.ascontiguousarray(wide[:, :320]))
+    right = copies.prepare(np.ascontiguousarray(wide[:, 110:430]))
+    threshold = dup.PRESETS["edited"]["threshold"]
+    assert copies.compare(left, right).score < threshold
+    monkeypatch.setattr(copies, "NESTED", 0.0)  # the overlap itself agrees as a copy's would
+    assert copies.compare(left, right).score >= threshold

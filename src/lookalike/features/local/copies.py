@@ -14,7 +14,8 @@ enough that JPEG blocking (8 pixels) does not decide: the median, over the textu
 overlap, of how well one image's block is a linear mix of the other's colours. A copy lines up
 pixel for pixel (half its blocks or more agree at 0.999 and above, whatever the colour change; a
 caption or a banner over a fifth of the picture spoils only its own blocks); another shot, even from
-nearly the same place, rarely does.
+nearly the same place, rarely does. A keypoint alignment must also nest one frame in the other
+(``NESTED``): two overlapping crops of one picture are matched only through the picture itself.
 """
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ BLUR = 5.0
 # shots out (chosen on half of the copy benchmark's scenes, BENCHMARKS.md)
 QUANTILE = 0.5
 SURE = 0.9995  # a score no preset's threshold refuses: no further test is tried
+# a keypoint alignment counts only when the overlap covers this share of one of the two frames: a copy
+# lies inside the other picture (a crop) or holds it whole (a border); another shot taken from nearly
+# the same place usually overlaps it only in part (chosen on half of the copy benchmark's scenes)
+NESTED = 0.98
 
 
 @dataclass
@@ -167,12 +172,18 @@ def block_correlation(a: np.ndarray, b: np.ndarray, valid: np.ndarray, sigma: fl
     return float(np.quantile(r, QUANTILE)), int(textured.sum())
 
 
-def _warped_score(a: Prepared, b_rgb: np.ndarray, m: np.ndarray, unit: float) -> tuple[float, int]:
+def _warped_score(a: Prepared, b_rgb: np.ndarray, m: np.ndarray, unit: float) -> tuple[float, int, float]:
+    """(score, textured blocks, nesting): ``b_rgb`` warped by ``m`` onto ``a`` and compared, and
+    the larger of the shares of each frame that the overlap covers (1 when one picture's frame
+    lies inside the other's, as a crop's or a framed copy's does)."""
     h, w = a.grey.shape
     warped = cv2.warpAffine(b_rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
     valid = cv2.warpAffine(np.ones(b_rgb.shape[:2], np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+    overlap = float(np.count_nonzero(valid))
+    nesting = max(overlap / valid.size, overlap / (b_rgb.shape[0] * b_rgb.shape[1] * abs(np.linalg.det(m[:, :2]))))
     sigma = float(np.hypot(BLUR, 0.5 * unit)) if unit > 1.2 else BLUR  # at the coarser image's resolution
-    return block_correlation(a.rgb, warped, valid > 0, sigma)
+    s, n = block_correlation(a.rgb, warped, valid > 0, sigma)
+    return s, n, nesting
 
 
 _TURN = {  # cv2 codes turning an image by ORIENTATIONS[k] (features.hashes), before any mirror
@@ -243,7 +254,9 @@ def compare(a: Prepared, b: Prepared, orientation: str | None = None) -> CopyChe
         unit = _coarse_unit(a, b, float(np.hypot(t[0, 0], t[1, 0])))
         err = np.linalg.norm(pb[mask] @ t[:, :2].T + t[:, 2] - pa[mask], axis=1)
         rgb_b = np.ascontiguousarray(b.rgb[:, ::-1]) if mirrored else b.rgb
-        s, n = _warped_score(a, rgb_b, t, unit)
+        s, n, nesting = _warped_score(a, rgb_b, t, unit)
+        if nesting < NESTED:
+            s = 0.0  # the frames overlap only in part: another shot, panned (or two crops of one picture)
         if s > best.score:
             best = CopyCheck(s, int(mask.sum()), "keypoints+mirror" if mirrored else "keypoints", n,
                              float(np.sqrt((err ** 2).mean())) / unit)
