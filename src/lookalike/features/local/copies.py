@@ -38,6 +38,11 @@ BLUR = 5.0
 # disagree) does not decide; the strict threshold on it (``engine.duplicates.PRESETS``) keeps other
 # shots out (chosen on half of the copy benchmark's scenes, BENCHMARKS.md)
 QUANTILE = 0.5
+# an image whose 8-pixel block edges are this much stronger than its other pixel steps (``blockiness``)
+# was compressed hard (quality-10 copies measure 1.9-3.2, the benchmark's photos 0.8-1.8); its
+# comparisons blur more (``BLOCKY_BLUR``), as a resized copy's do: its fine detail is gone
+BLOCKY = 1.6
+BLOCKY_BLUR = 8.0
 SURE = 0.9995  # a score no preset's threshold refuses: no further test is tried
 # a keypoint alignment counts only when the overlap covers this share of one of the two frames: a copy
 # lies inside the other picture (a crop) or holds it whole (a border); another shot taken from nearly
@@ -57,6 +62,7 @@ class Prepared:
     mkpts: np.ndarray  # keypoints of the mirror image, in the mirror image's coordinates
     mdesc: np.ndarray
     native: int  # the longer side of the image as given
+    blocky: bool = False  # JPEG's 8-pixel blocking shows (``blockiness``): compared at ``BLOCKY_BLUR``
 
 
 @dataclass
@@ -87,9 +93,25 @@ def _detect(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([k.pt for k in kp], np.float32), d
 
 
+def blockiness(rgb: np.ndarray) -> float:
+    """How much stronger the grey steps across JPEG's 8-pixel block edges are than the other steps
+    (about 1 for a clean picture; measured at the pixels given, where the blocks are 8 wide)."""
+    g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    ratios = []
+    for steps in (np.abs(np.diff(g, axis=1)).mean(0), np.abs(np.diff(g, axis=0)).mean(1)):
+        if len(steps) < 16:
+            return 1.0
+        edge = np.zeros(len(steps), bool)
+        edge[7::8] = True
+        ratios.append(steps[edge].mean() / (steps[~edge].mean() + 1e-6))
+    return float(np.mean(ratios))
+
+
 def prepare(rgb: np.ndarray) -> Prepared:
-    """Grey image at ``WORK_SIDE`` and its keypoints (and its mirror image's)."""
+    """Grey image at ``WORK_SIDE`` and its keypoints (and its mirror image's); whether it shows
+    JPEG blocking is measured on ``rgb`` as given (at its own pixels)."""
     rgb = np.ascontiguousarray(np.repeat(rgb[..., None], 3, 2) if rgb.ndim == 2 else rgb[..., :3])
+    blocky = blockiness(rgb) >= BLOCKY
     h, w = rgb.shape[:2]
     s = WORK_SIDE / max(h, w)
     rgb = cv2.resize(rgb, (max(8, round(w * s)), max(8, round(h * s))),
@@ -97,7 +119,7 @@ def prepare(rgb: np.ndarray) -> Prepared:
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     k, d = _detect(grey)
     mk, md = _detect(np.ascontiguousarray(grey[:, ::-1]))
-    return Prepared(grey, rgb, k, d, mk, md, max(h, w))
+    return Prepared(grey, rgb, k, d, mk, md, max(h, w), blocky)
 
 
 def _matches(da: np.ndarray, db: np.ndarray, ratio: float = 0.85) -> np.ndarray:
@@ -172,7 +194,15 @@ def block_correlation(a: np.ndarray, b: np.ndarray, valid: np.ndarray, sigma: fl
     return float(np.quantile(r, QUANTILE)), int(textured.sum())
 
 
-def _warped_score(a: Prepared, b_rgb: np.ndarray, m: np.ndarray, unit: float) -> tuple[float, int, float]:
+def _blur(a: Prepared, b_blocky: bool, unit: float) -> float:
+    """The blur before blocks are compared: wider when either image shows JPEG blocking, and at
+    the coarser image's resolution (``unit``)."""
+    base = BLOCKY_BLUR if a.blocky or b_blocky else BLUR
+    return float(np.hypot(base, 0.5 * unit)) if unit > 1.2 else base
+
+
+def _warped_score(a: Prepared, b_rgb: np.ndarray, m: np.ndarray, unit: float,
+                  b_blocky: bool = False) -> tuple[float, int, float]:
     """(score, textured blocks, nesting): ``b_rgb`` warped by ``m`` onto ``a`` and compared, and
     the larger of the shares of each frame that the overlap covers (1 when one picture's frame
     lies inside the other's, as a crop's or a framed copy's does)."""
@@ -181,8 +211,7 @@ def _warped_score(a: Prepared, b_rgb: np.ndarray, m: np.ndarray, unit: float) ->
     valid = cv2.warpAffine(np.ones(b_rgb.shape[:2], np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
     overlap = float(np.count_nonzero(valid))
     nesting = max(overlap / valid.size, overlap / (b_rgb.shape[0] * b_rgb.shape[1] * abs(np.linalg.det(m[:, :2]))))
-    sigma = float(np.hypot(BLUR, 0.5 * unit)) if unit > 1.2 else BLUR  # at the coarser image's resolution
-    s, n = block_correlation(a.rgb, warped, valid > 0, sigma)
+    s, n = block_correlation(a.rgb, warped, valid > 0, _blur(a, b_blocky, unit))
     return s, n, nesting
 
 
@@ -212,7 +241,7 @@ def _turned_score(a: Prepared, b: Prepared, orientation: str) -> CopyCheck:
     back = _oriented(b.rgb, inverse_orientation(orientation))
     h, w = a.grey.shape
     stretched = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR)
-    s, n = block_correlation(a.rgb, stretched, np.ones_like(a.grey, bool))
+    s, n = block_correlation(a.rgb, stretched, np.ones_like(a.grey, bool), _blur(a, b.blocky, 1.0))
     return CopyCheck(s, 0, "orientation", n)
 
 
@@ -235,7 +264,8 @@ def compare(a: Prepared, b: Prepared, orientation: str | None = None) -> CopyChe
     """How well ``b`` lines up with ``a`` as a copy: the best of the tests, the cheapest first,
     stopping at a score of ``SURE`` (which every threshold accepts). ``orientation``: how ``a``
     would have to be turned to look like ``b`` (from the perceptual hashes), when known. A
-    keypoint fit that is a whole-frame turn (other than none) is also tried as that exact turn."""
+    keypoint fit that maps one whole frame onto the other is also tried as that exact turn (no
+    resampling at an angle or a fraction of a pixel)."""
     best = CopyCheck(0.0, 0, "none", 0)
     if orientation is not None:
         best = _turned_score(a, b, orientation)
@@ -254,14 +284,14 @@ def compare(a: Prepared, b: Prepared, orientation: str | None = None) -> CopyChe
         unit = _coarse_unit(a, b, float(np.hypot(t[0, 0], t[1, 0])))
         err = np.linalg.norm(pb[mask] @ t[:, :2].T + t[:, 2] - pa[mask], axis=1)
         rgb_b = np.ascontiguousarray(b.rgb[:, ::-1]) if mirrored else b.rgb
-        s, n, nesting = _warped_score(a, rgb_b, t, unit)
+        s, n, nesting = _warped_score(a, rgb_b, t, unit, b.blocky)
         if nesting < NESTED:
             s = 0.0  # the frames overlap only in part: another shot, panned (or two crops of one picture)
         if s > best.score:
             best = CopyCheck(s, int(mask.sum()), "keypoints+mirror" if mirrored else "keypoints", n,
                              float(np.sqrt((err ** 2).mean())) / unit)
         turn = _full_frame_turn(a, b, t, mirrored)
-        if turn not in (None, "identity", orientation):
+        if turn not in (None, orientation):
             turns.append(turn)
     for turn in turns:
         if best.score >= SURE:
