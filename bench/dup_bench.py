@@ -190,7 +190,7 @@ def run_lookalike(db: Path, index_dir: Path, pipeline: str, labels: dict, halves
     fields = {"a", "b", "kind", "score", "how"}
     # the curve: re-group at each threshold
     curve: dict[str, list] = {h: [] for h in halves}
-    for thr in [0.5, 0.8, 0.9, 0.93, 0.95, 0.96, 0.965, 0.97, 0.975, 0.98, 0.985, 0.99, 0.995, 0.999]:
+    for thr in [0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.985, 0.99, 0.995, 0.997, 0.998, 0.9985, 0.999, 0.9992, 0.9995]:
         edges = {(p["a"], p["b"]): dup.Pair(**{k: p[k] for k in fields}) for p in pairs if p["score"] >= thr}
         groups = dup._group(edges, rows, "resolution", [])
         pred = {(name[a], name[b]) for g in groups for a, b in combinations(sorted(m.id for m in g.members), 2)}
