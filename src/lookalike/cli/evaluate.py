@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from lookalike.cli.app import (FLIP, TURNS, FOREGROUND, MAX_SIDE, SCALES, app, console, extraction_options, print_json,
+from lookalike.cli.app import (FLIP, FOREGROUND, MAX_SIDE, SCALES, TURNS, app, console, extraction_options, print_json,
                   progress_bar)
 
 

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from lookalike.cli.app import (FLIP, TURNS, FOREGROUND, MAX_SIDE, SCALES, app, console, err_console, extraction_options, fail, open_index,
+from lookalike.cli.app import (FLIP, FOREGROUND, MAX_SIDE, SCALES, TURNS, app, console, err_console, extraction_options, fail, open_index,
                   print_json, progress_bar)
 from lookalike.cli.watching import DEBOUNCE, RESCAN_EVERY, watch_until_interrupted
 

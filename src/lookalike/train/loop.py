@@ -226,11 +226,8 @@ class Trainer:
         the whitening (unless ``whiten`` is false)."""
         import torch
 
-        if not turns and self._frozen is None:
-            return describe(self.tail if whiten else self.tail.pooled, prep.maps[0])
         with torch.no_grad():
-            d = self.pooled(prep, 0) if not turns else torch.nn.functional.normalize(
-                sum(self.pooled(prep, v) for v in range(4)), dim=1)
+            d = torch.nn.functional.normalize(sum(self.pooled(prep, v) for v in (range(4) if turns else (0,))), dim=1)
             return self.tail.white(d) if whiten and self.tail.white is not None else d
 
     def pooled(self, prep: Prepared, view: int):

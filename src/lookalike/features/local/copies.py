@@ -203,14 +203,17 @@ def _blur(a: Prepared, b_blocky: bool, unit: float) -> float:
 
 def _warped_score(a: Prepared, b_rgb: np.ndarray, m: np.ndarray, unit: float,
                   b_blocky: bool = False) -> tuple[float, int, float]:
-    """(score, textured blocks, nesting): ``b_rgb`` warped by ``m`` onto ``a`` and compared, and
-    the larger of the shares of each frame that the overlap covers (1 when one picture's frame
-    lies inside the other's, as a crop's or a framed copy's does)."""
+    """(score, textured blocks, nesting): the larger of the shares of each frame that the overlap
+    covers (1 when one picture's frame lies inside the other's, as a crop's or a framed copy's
+    does), and unless that is below ``NESTED`` (score 0), ``b_rgb`` warped by ``m`` onto ``a`` and
+    compared."""
     h, w = a.grey.shape
-    warped = cv2.warpAffine(b_rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
     valid = cv2.warpAffine(np.ones(b_rgb.shape[:2], np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
     overlap = float(np.count_nonzero(valid))
     nesting = max(overlap / valid.size, overlap / (b_rgb.shape[0] * b_rgb.shape[1] * abs(np.linalg.det(m[:, :2]))))
+    if nesting < NESTED:  # the frames overlap only in part: another shot, panned (or two crops of one picture)
+        return 0.0, 0, nesting
+    warped = cv2.warpAffine(b_rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
     s, n = block_correlation(a.rgb, warped, valid > 0, _blur(a, b_blocky, unit))
     return s, n, nesting
 
@@ -284,9 +287,7 @@ def compare(a: Prepared, b: Prepared, orientation: str | None = None) -> CopyChe
         unit = _coarse_unit(a, b, float(np.hypot(t[0, 0], t[1, 0])))
         err = np.linalg.norm(pb[mask] @ t[:, :2].T + t[:, 2] - pa[mask], axis=1)
         rgb_b = np.ascontiguousarray(b.rgb[:, ::-1]) if mirrored else b.rgb
-        s, n, nesting = _warped_score(a, rgb_b, t, unit, b.blocky)
-        if nesting < NESTED:
-            s = 0.0  # the frames overlap only in part: another shot, panned (or two crops of one picture)
+        s, n, _ = _warped_score(a, rgb_b, t, unit, b.blocky)
         if s > best.score:
             best = CopyCheck(s, int(mask.sum()), "keypoints+mirror" if mirrored else "keypoints", n,
                              float(np.sqrt((err ** 2).mean())) / unit)
